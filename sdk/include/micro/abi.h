@@ -62,7 +62,7 @@ typedef enum micro_kind {
   MICRO_KIND_HANDLER = 9
 } micro_kind_t;
 
-/* Bit for a kind in a `requires` mask. */
+/* Bit for a kind in a `required_kinds` mask. */
 #define MICRO_KIND_BIT(kind) (1u << (unsigned)(kind))
 
 #endif /* MICRO_ABI_H */

@@ -55,7 +55,7 @@ typedef struct micro_service_info {
   micro_metadata_t metadata;
 } micro_service_info_t;
 
-/* Instances a plugin asked for in `requires`; the others are zero. The host keeps each alive
+/* Instances a plugin asked for in `required_kinds`; the others are zero. The host keeps each alive
  * until the instance given them has been destroyed. */
 typedef struct micro_dependencies {
   size_t struct_size;
@@ -85,7 +85,7 @@ typedef struct micro_plugin {
   uint32_t kind;           /* micro_kind_t */
   const char* name;        /* "registry-memory" */
   const char* description; /* one line */
-  uint32_t requires;       /* MICRO_KIND_BIT() of each kind it needs */
+  uint32_t required_kinds; /* MICRO_KIND_BIT() of each kind it needs */
   const micro_option_spec_t* const* options;
   size_t option_count;
   /* Makes an instance. On success returns NULL and sets *out_self, which the caller owns and frees

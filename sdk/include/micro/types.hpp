@@ -1,0 +1,179 @@
+// C++ values for go-micro's data types, and the conversions to and from their C views.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "micro/error.hpp"
+#include "micro/types.h"
+
+namespace micro {
+
+using Metadata = std::map<std::string, std::string>;
+
+struct Node {
+  std::string id;
+  std::string address;  // host:port
+  Metadata metadata;
+  bool operator==(const Node& o) const {
+    return id == o.id && address == o.address && metadata == o.metadata;
+  }
+};
+
+struct Endpoint {
+  std::string name;      // "Greeter.Hello"
+  std::string request;   // full message name
+  std::string response;  // full message name
+  Metadata metadata;
+  bool operator==(const Endpoint& o) const {
+    return name == o.name && request == o.request && response == o.response &&
+           metadata == o.metadata;
+  }
+};
+
+struct Service {
+  std::string name;
+  std::string version;
+  Metadata metadata;
+  std::vector<Endpoint> endpoints;
+  std::vector<Node> nodes;
+  bool operator==(const Service& o) const {
+    return name == o.name && version == o.version && metadata == o.metadata &&
+           endpoints == o.endpoints && nodes == o.nodes;
+  }
+};
+
+struct Message {
+  Metadata header;
+  std::string body;
+};
+
+inline micro_bytes_t to_c_bytes(std::string_view s) noexcept {
+  return micro_bytes_t{reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+inline std::string_view to_view(micro_bytes_t b) noexcept {
+  return b.data == nullptr ? std::string_view{}
+                           : std::string_view{reinterpret_cast<const char*>(b.data), b.size};
+}
+
+inline Metadata from_c(micro_metadata_t m) {
+  Metadata out;
+  for (size_t i = 0; i < m.count && m.items != nullptr; ++i)
+    out.insert_or_assign(std::string(to_view(m.items[i].key)),
+                         std::string(to_view(m.items[i].value)));
+  return out;
+}
+
+inline Node from_c(const micro_node_t* node) {
+  const micro_node_t n = read_struct(node);
+  return Node{std::string(to_view(n.id)), std::string(to_view(n.address)), from_c(n.metadata)};
+}
+
+inline Endpoint from_c(const micro_endpoint_t* endpoint) {
+  const micro_endpoint_t e = read_struct(endpoint);
+  return Endpoint{std::string(to_view(e.name)), std::string(to_view(e.request)),
+                  std::string(to_view(e.response)), from_c(e.metadata)};
+}
+
+inline Service from_c(const micro_service_t* service) {
+  const micro_service_t s = read_struct(service);
+  Service out{std::string(to_view(s.name)), std::string(to_view(s.version)), from_c(s.metadata),
+              {}, {}};
+  for (size_t i = 0; i < s.endpoint_count && s.endpoints != nullptr; ++i)
+    if (s.endpoints[i] != nullptr) out.endpoints.push_back(from_c(s.endpoints[i]));
+  for (size_t i = 0; i < s.node_count && s.nodes != nullptr; ++i)
+    if (s.nodes[i] != nullptr) out.nodes.push_back(from_c(s.nodes[i]));
+  return out;
+}
+
+inline Message from_c(const micro_message_t* message) {
+  const micro_message_t m = read_struct(message);
+  return Message{from_c(m.header), std::string(to_view(m.body))};
+}
+
+// A C view of metadata, borrowing the map's strings. Keep the map alive and unchanged while the
+// view is used. Moving the view keeps c() valid (the pairs live on the heap).
+class MetadataView {
+ public:
+  explicit MetadataView(const Metadata& metadata) {
+    items_.reserve(metadata.size());
+    for (const auto& [key, value] : metadata) items_.push_back({to_c(key), to_c(value)});
+  }
+  MetadataView(MetadataView&&) noexcept = default;
+  MetadataView& operator=(MetadataView&&) noexcept = default;
+  micro_metadata_t c() const noexcept { return {items_.data(), items_.size()}; }
+
+ private:
+  std::vector<micro_kv_t> items_;
+};
+
+// A C view of a Service (borrowing its strings). Same rules as MetadataView.
+class ServiceView {
+ public:
+  explicit ServiceView(const Service& service) : metadata_(service.metadata) {
+    for (const auto& e : service.endpoints) endpoint_meta_.emplace_back(e.metadata);
+    for (const auto& n : service.nodes) node_meta_.emplace_back(n.metadata);
+    endpoints_.reserve(service.endpoints.size());
+    for (size_t i = 0; i < service.endpoints.size(); ++i) {
+      const auto& e = service.endpoints[i];
+      endpoints_.push_back({sizeof(micro_endpoint_t), to_c(e.name), to_c(e.request),
+                            to_c(e.response), endpoint_meta_[i].c()});
+    }
+    nodes_.reserve(service.nodes.size());
+    for (size_t i = 0; i < service.nodes.size(); ++i) {
+      const auto& n = service.nodes[i];
+      nodes_.push_back({sizeof(micro_node_t), to_c(n.id), to_c(n.address), node_meta_[i].c()});
+    }
+    for (const auto& e : endpoints_) endpoint_ptrs_.push_back(&e);
+    for (const auto& n : nodes_) node_ptrs_.push_back(&n);
+    c_ = {sizeof(micro_service_t), to_c(service.name), to_c(service.version), metadata_.c(),
+          endpoint_ptrs_.data(), endpoint_ptrs_.size(), node_ptrs_.data(), node_ptrs_.size()};
+  }
+  ServiceView(const ServiceView&) = delete;
+  ServiceView& operator=(const ServiceView&) = delete;
+  const micro_service_t* c() const noexcept { return &c_; }
+
+ private:
+  MetadataView metadata_;
+  std::vector<MetadataView> endpoint_meta_;
+  std::vector<MetadataView> node_meta_;
+  std::vector<micro_endpoint_t> endpoints_;
+  std::vector<micro_node_t> nodes_;
+  std::vector<const micro_endpoint_t*> endpoint_ptrs_;
+  std::vector<const micro_node_t*> node_ptrs_;
+  micro_service_t c_{};
+};
+
+// C views of many services at once.
+class ServiceListView {
+ public:
+  explicit ServiceListView(const std::vector<Service>& services) {
+    views_.reserve(services.size());
+    for (const auto& s : services) views_.push_back(std::make_unique<ServiceView>(s));
+    for (const auto& v : views_) ptrs_.push_back(v->c());
+  }
+  const micro_service_t* const* data() const noexcept { return ptrs_.data(); }
+  size_t size() const noexcept { return ptrs_.size(); }
+
+ private:
+  std::vector<std::unique_ptr<ServiceView>> views_;
+  std::vector<const micro_service_t*> ptrs_;
+};
+
+// A C view of a Message (borrowing its strings). Same rules as MetadataView.
+class MessageView {
+ public:
+  explicit MessageView(const Message& message)
+      : header_(message.header),
+        c_{sizeof(micro_message_t), header_.c(), to_c_bytes(message.body)} {}
+  MessageView(const MessageView&) = delete;
+  MessageView& operator=(const MessageView&) = delete;
+  const micro_message_t* c() const noexcept { return &c_; }
+
+ private:
+  MetadataView header_;
+  micro_message_t c_;
+};
+
+}  // namespace micro
