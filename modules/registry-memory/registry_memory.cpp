@@ -232,6 +232,11 @@ class MemoryRegistry final : public micro::RegistryPlugin {
 
 }  // namespace
 
-MICRO_MODULE("registry-memory", "1.0.0", "In-process registry for tests and examples",
-             micro::plugin<MemoryRegistry>("registry-memory",
+// The ABI tests build this same source with clang++ and libc++ under another name.
+#ifndef REGISTRY_MEMORY_MODULE_NAME
+#define REGISTRY_MEMORY_MODULE_NAME "registry-memory"
+#endif
+
+MICRO_MODULE(REGISTRY_MEMORY_MODULE_NAME, "1.0.0", "In-process registry for tests and examples",
+             micro::plugin<MemoryRegistry>(REGISTRY_MEMORY_MODULE_NAME,
                                            "In-process registry with TTL expiry and watch"));

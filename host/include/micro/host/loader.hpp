@@ -15,6 +15,12 @@ class shared_library;
 
 namespace micro::host {
 
+// Every kind's vtable starts with these two members, so the host can destroy any instance.
+struct VtableHead {
+  size_t struct_size;
+  void (*destroy)(void* self);
+};
+
 // A module library, loaded and checked. Shared by every instance made from it: the library is
 // unloaded only when the last holder (an instance, or the loader's caller) lets go.
 class LoadedModule {

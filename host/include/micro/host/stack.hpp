@@ -50,10 +50,11 @@ class Instance {
   void* self_ = nullptr;
 };
 
-// Checks a kind's options against the plugin's declared specs: unknown key, wrong type, missing
-// required option. Errors carry the config file and line.
+// Checks a kind's options against the declared specs of its plugins (several for codecs): an
+// unknown key (declared by none), a wrong type, a missing required option. Errors carry the
+// config file and line.
 std::vector<ConfigError> validate_options(const Config& config, const KindConfig& kind,
-                                          const micro_plugin_t& plugin);
+                                          const std::vector<const micro_plugin_t*>& plugins);
 
 class Stack {
  public:
@@ -65,9 +66,10 @@ class Stack {
 
   // Loads the modules for the `wanted` kinds and for every kind they require (transitively),
   // checks every option of every module, then creates the instances in dependency order.
-  // Nothing is created unless every check passes.
+  // Nothing is created unless every check passes; with `create` false nothing is created at all
+  // (what `micro config check` does).
   static BuildResult build(const Config& config, const ModuleLoader& loader,
-                           const std::vector<micro_kind_t>& wanted);
+                           const std::vector<micro_kind_t>& wanted, bool create = true);
 
   ~Stack();  // destroys instances in reverse creation order
 
