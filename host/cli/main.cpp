@@ -132,16 +132,23 @@ std::vector<micro_kind_t> run_kinds(const Config& config) {
   return kinds;
 }
 
+// Reports every mistake at once: the file's shape, then (when it parsed) each module's options
+// and whether every module `micro run` would need can be found and loaded.
 int config_check(const Globals& g, const std::string& file) {
-  Globals with_file = g;
-  if (!file.empty()) with_file.config_file = file;
-  Config config;
-  if (!load(with_file, config)) return 2;
-  ModuleLoader loader(config.module_paths);
-  auto result = Stack::build(config, loader, run_kinds(config), /*create=*/false);
+  const std::string path = file.empty() ? g.config_file : file;
+  ConfigResult parsed = path.empty() ? ConfigResult{default_config(), {}} : load_config(path);
+  for (const auto& e : parsed.errors) std::cerr << e.to_string() << "\n";
+  if (parsed.config.kinds.empty()) return 2;  // a syntax error or no file: nothing more to check
+  ModuleLoader loader(parsed.config.module_paths);
+  // Every kind the file names first, then the rest of what `micro run` would assemble.
+  std::vector<micro_kind_t> kinds;
+  for (const auto& [kind, kc] : parsed.config.kinds)
+    if (!kc.is_default) kinds.push_back(kind);
+  for (micro_kind_t kind : run_kinds(parsed.config)) kinds.push_back(kind);
+  auto result = Stack::build(parsed.config, loader, kinds, /*create=*/false);
   for (const auto& e : result.errors) std::cerr << e << "\n";
-  if (!result.ok()) return 2;
-  std::cout << config.file << ": ok\n";
+  if (!parsed.ok() || !result.ok()) return 2;
+  std::cout << parsed.config.file << ": ok\n";
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "micro/host/stack.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <functional>
 #include <map>
 #include <set>
@@ -62,7 +63,7 @@ int line_of(const toml::node& node) { return static_cast<int>(node.source().begi
 
 // Storage behind the micro_option_value_t array a factory receives.
 struct OptionValues {
-  std::vector<std::string> strings;  // reserved up front: views point into it
+  std::deque<std::string> strings;  // a deque: growing it moves no string, so views stay valid
   std::vector<std::vector<micro_str_t>> lists;
   std::vector<std::vector<micro_kv_t>> maps;
   std::vector<micro_option_value_t> values;
@@ -76,13 +77,6 @@ micro_str_t keep(OptionValues& store, std::string s) {
 
 // Converts the plugin's options from TOML (or its declared defaults) into C values.
 Error convert_options(const micro_plugin_t& plugin, const toml::table& table, OptionValues& out) {
-  size_t strings = 0;
-  for (size_t i = 0; i < plugin.option_count; ++i) strings += 2;
-  for (const auto& [k, v] : table) {
-    if (const toml::array* a = v.as_array()) strings += a->size();
-    if (const toml::table* t = v.as_table()) strings += 2 * t->size();
-  }
-  out.strings.reserve(strings + 16);
   out.lists.reserve(plugin.option_count);
   out.maps.reserve(plugin.option_count);
   out.values.reserve(plugin.option_count);
@@ -238,6 +232,8 @@ std::vector<ConfigError> validate_options(const Config& config, const KindConfig
                         "missing required option of " + module_names +
                             (spec.help ? std::string(": ") + spec.help : std::string())});
   }
+  std::stable_sort(errors.begin(), errors.end(),
+                   [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
   return errors;
 }
 
@@ -248,6 +244,7 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
   std::map<micro_kind_t, std::vector<std::shared_ptr<LoadedModule>>> chosen;
   std::vector<micro_kind_t> order;
   std::set<micro_kind_t> visiting, failed;
+  std::vector<std::string> missing_defaults;  // reported together: usually "not built yet"
 
   // Depth-first over required_kinds: a kind is ordered after everything it needs.
   std::function<void(micro_kind_t, const std::string&)> resolve = [&](micro_kind_t kind,
@@ -276,11 +273,10 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
       if (!module) {
         LoadResult r = loader.load_by_name(name);
         if (!r.ok()) {
-          std::string line = std::string(kind_name(kind)) + ": " + r.error.detail();
-          if (kc->second.is_default)
-            line += " (" + name + " is the default " + kind_name(kind) +
-                    "; if it is not built yet, name another module in [" + kind_name(kind) + "])";
-          result.errors.push_back(line);
+          if (kc->second.is_default && r.error.code() == MICRO_CODE_NOT_FOUND)
+            missing_defaults.push_back(name + " (" + kind_name(kind) + ")");
+          else
+            result.errors.push_back(std::string(kind_name(kind)) + ": " + r.error.detail());
           continue;
         }
         module = r.module;
@@ -311,6 +307,15 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
     order.push_back(kind);
   };
   for (micro_kind_t kind : wanted) resolve(kind, "");
+  if (!missing_defaults.empty()) {
+    std::string names, searched;
+    for (const auto& n : missing_defaults) names += (names.empty() ? "" : ", ") + n;
+    for (const auto& p : loader.search_paths())
+      searched += (searched.empty() ? "" : ", ") + p.string();
+    result.errors.push_back("default modules not found: " + names + "; searched [" + searched +
+                            "]. Build or install them, or name other modules in the config "
+                            "(e.g. [registry] module = \"registry-memory\")");
+  }
   if (!result.ok() || !create) return result;
 
   std::unique_ptr<Stack> stack(new Stack());
