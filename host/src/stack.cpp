@@ -245,6 +245,13 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
   std::vector<micro_kind_t> order;
   std::set<micro_kind_t> visiting, failed;
   std::vector<std::string> missing_defaults;  // reported together: usually "not built yet"
+  // "file:line: <kind>.module: ...": a mistake in the module a kind's table names (the line is
+  // the table's; a kind the file leaves at its default has none).
+  auto module_error = [&](micro_kind_t kind, const KindConfig& kc, const std::string& message) {
+    return ConfigError{config.file, kc.is_default ? 0 : kc.line,
+                       std::string(kind_name(kind)) + ".module", message}
+        .to_string();
+  };
 
   // Depth-first over required_kinds: a kind is ordered after everything it needs.
   std::function<void(micro_kind_t, const std::string&)> resolve = [&](micro_kind_t kind,
@@ -276,16 +283,16 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
           if (kc->second.is_default && r.error.code() == MICRO_CODE_NOT_FOUND)
             missing_defaults.push_back(name + " (" + kind_name(kind) + ")");
           else
-            result.errors.push_back(std::string(kind_name(kind)) + ": " + r.error.detail());
+            result.errors.push_back(module_error(kind, kc->second, r.error.detail()));
           continue;
         }
         module = r.module;
       }
       const micro_plugin_t* plugin = module->find_plugin(kind);
       if (plugin == nullptr) {
-        result.errors.push_back(config.file + ": " + kind_name(kind) + ".module: " + name +
-                                " provides no " + kind_name(kind) + " (it provides " +
-                                plugin_list(*module) + ")");
+        result.errors.push_back(module_error(kind, kc->second,
+                                             name + " provides no " + kind_name(kind) +
+                                                 " (it provides " + plugin_list(*module) + ")"));
         continue;
       }
       loaded.push_back(module);
