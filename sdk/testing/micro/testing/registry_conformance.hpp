@@ -12,10 +12,8 @@
 #include <algorithm>
 #include <string>
 
-#include "micro/host/config.hpp"
-#include "micro/host/loader.hpp"
-#include "micro/host/stack.hpp"
 #include "micro/registry.hpp"
+#include "micro/testing/stack.hpp"
 #include "micro/testing/wait.hpp"
 
 namespace micro::testing {
@@ -31,32 +29,13 @@ struct RegistryUnderTest {
 
 inline void PrintTo(const RegistryUnderTest& r, std::ostream* os) { *os << r.module; }
 
-// Builds a stack holding just the registry module under test.
-inline micro::host::Stack::BuildResult build_registry_stack(const RegistryUnderTest& under_test,
-                                                            const std::string& module_dir) {
-  const std::string toml = "[service]\nname = \"conformance\"\n[registry]\nmodule = \"" +
-                           under_test.module + "\"\n" + under_test.options_toml + "\n";
-  auto parsed = micro::host::parse_config(toml, "conformance.toml");
-  micro::host::Stack::BuildResult out;
-  for (const auto& e : parsed.errors) out.errors.push_back(e.to_string());
-  if (!parsed.ok()) return out;
-  micro::host::ModuleLoader loader({module_dir});
-  return micro::host::Stack::build(parsed.config, loader, {MICRO_KIND_REGISTRY});
-}
-
 class RegistryConformance : public ::testing::TestWithParam<RegistryUnderTest> {
  protected:
   void SetUp() override {
-    std::string dir = GetParam().module_dir;
-    if (dir.empty()) {
-      const char* env = std::getenv("MICRO_TEST_MODULE_DIR");
-      ASSERT_NE(env, nullptr) << "MICRO_TEST_MODULE_DIR must name the built modules' folder";
-      dir = env;
-    }
-    auto built = build_registry_stack(GetParam(), dir);
-    for (const auto& e : built.errors) ADD_FAILURE() << e;
-    ASSERT_TRUE(built.ok());
-    stack_ = std::move(built.stack);
+    stack_ = require_stack("[registry]\nmodule = \"" + GetParam().module + "\"\n" +
+                               GetParam().options_toml,
+                           {MICRO_KIND_REGISTRY}, GetParam().module_dir);
+    ASSERT_NE(stack_, nullptr);
     registry_ = micro::Registry(stack_->registry());
     // A name per test, so tests against a shared server do not see each other.
     prefix_ = std::string("conformance-") +
