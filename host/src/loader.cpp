@@ -115,13 +115,12 @@ ModuleLoader::ModuleLoader(std::vector<std::string> config_paths) {
     while (std::getline(list, entry, ':'))
       if (!entry.empty()) paths_.emplace_back(entry);
   }
-  // Beside the running program: <prefix>/bin/micro -> <prefix>/modules (build tree) and
-  // <prefix>/lib/micro/modules (install tree), then the configured install directory.
+  // Beside the running program (<prefix>/bin/micro -> <prefix>/lib/micro/modules: the build tree
+  // and the install tree share this layout), then the configured install directory.
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
     const fs::path prefix = exe.parent_path().parent_path();
-    paths_.push_back(prefix / "modules");
     paths_.push_back(prefix / "lib" / "micro" / "modules");
   }
 #ifdef MICRO_INSTALL_MODULE_DIR
