@@ -1,0 +1,293 @@
+// Client, C++ side. Module side: ClientPlugin, with StreamImpl for the streams it opens. Caller
+// side: Client (non-owning) and the owning, move-only Stream.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "micro/caller.hpp"
+#include "micro/client.h"
+#include "micro/codec.hpp"
+#include "micro/plugin.hpp"
+#include "micro/transport.hpp"
+
+namespace micro {
+
+// One RPC request (see micro_request_t).
+struct Request {
+  std::string service;       // "greeter"
+  std::string endpoint;      // "Greeter.Hello"
+  std::string content_type;  // of `body`; empty: the client's default
+  std::string accept;        // wanted for the response; empty: content_type
+  Metadata metadata;
+  std::string body;
+  std::shared_ptr<const Schema> request_schema;   // null for untyped calls
+  std::shared_ptr<const Schema> response_schema;  // null for untyped calls
+};
+
+struct CallOptions {
+  uint64_t timeout_ms = 0;         // the whole call, retries included; 0: the client's default
+  std::optional<uint32_t> retries;  // further nodes to try on a retryable error; unset: default
+  bool idempotent = false;          // safe to retry even after the request was sent
+  std::string address;              // non-empty: call this host:port, skipping the selector
+};
+
+// A C view of a Request, borrowing its strings. Keep the request alive and unchanged while the
+// view is used.
+class RequestView {
+ public:
+  explicit RequestView(const Request& request)
+      : metadata_(request.metadata),
+        request_schema_(request.request_schema.get()),
+        response_schema_(request.response_schema.get()),
+        c_{sizeof(micro_request_t),   to_c(request.service),  to_c(request.endpoint),
+           to_c(request.content_type), to_c(request.accept),   metadata_.c(),
+           to_c_bytes(request.body),   request_schema_.c(),    response_schema_.c()} {}
+  RequestView(const RequestView&) = delete;
+  RequestView& operator=(const RequestView&) = delete;
+  const micro_request_t* c() const noexcept { return &c_; }
+
+ private:
+  MetadataView metadata_;
+  SchemaView request_schema_;
+  SchemaView response_schema_;
+  micro_request_t c_;
+};
+
+inline Request from_c(const micro_request_t* request) {
+  const micro_request_t r = read_struct(request);
+  Request out;
+  out.service = std::string(to_view(r.service));
+  out.endpoint = std::string(to_view(r.endpoint));
+  out.content_type = std::string(to_view(r.content_type));
+  out.accept = std::string(to_view(r.accept));
+  out.metadata = from_c(r.metadata);
+  out.body = std::string(to_view(r.body));
+  out.request_schema = from_c(r.request_schema);
+  out.response_schema = from_c(r.response_schema);
+  return out;
+}
+
+// A C view of CallOptions, borrowing the address.
+inline micro_call_options_t to_c(const CallOptions& options) noexcept {
+  return micro_call_options_t{sizeof(micro_call_options_t), options.timeout_ms,
+                              options.retries.value_or(UINT32_MAX), options.idempotent ? 1u : 0u,
+                              to_c(options.address)};
+}
+
+// NULL options, or options from a caller that predates a member, read as the defaults.
+inline CallOptions from_c(const micro_call_options_t* options) {
+  CallOptions out;
+  if (options == nullptr) return out;
+  const micro_call_options_t o = read_struct(options);
+  out.timeout_ms = o.timeout_ms;
+  if (MICRO_HAS_MEMBER(micro_call_options_t, options, retries) && o.retries != UINT32_MAX)
+    out.retries = o.retries;
+  out.idempotent = o.idempotent != 0;
+  out.address = std::string(to_view(o.address));
+  return out;
+}
+
+// ---- module side ---------------------------------------------------------------------------
+
+// A bidirectional stream of messages (client or server side), made by a module and handed over
+// with to_handle(). Methods may be called from any thread; each completion must be called exactly
+// once, on any thread. One send and one recv are pending at a time at most.
+class StreamImpl {
+ public:
+  // Cancels if still open; no callback may run after it returns.
+  virtual ~StreamImpl() = default;
+  virtual void send(Message message, Done done) = 0;
+  // At the peer's end of stream: no error and no message.
+  virtual void recv(MessageCallback on_message) = 0;
+  // Half-close: no more sends from this side.
+  virtual void close_send(Done done) = 0;
+  // Aborts the stream; pending operations complete with 499.
+  virtual void cancel() = 0;
+
+  static const micro_stream_vtable_t* c_vtable() noexcept;
+};
+
+// Gives a module-made stream to a C caller, who then owns it and destroys it via its vtable.
+inline micro_stream_t to_handle(std::unique_ptr<StreamImpl> stream) noexcept {
+  if (stream == nullptr) return micro_stream_t{};
+  return micro_stream_t{StreamImpl::c_vtable(), stream.release()};
+}
+
+// Receives the response, or the error ({id, code, detail, status} whether it came from the
+// handler, the deadline or the network; the message is then empty).
+using ResponseCallback = std::function<void(const Error&, Message)>;
+// Receives an opened stream, which the receiver owns, or the error.
+using StreamImplCallback = std::function<void(const Error&, std::unique_ptr<StreamImpl>)>;
+
+// Implement this in a client module. Methods may be called from any thread at once; each
+// completion must be called exactly once, on any thread.
+class ClientPlugin : public PluginBase {
+ public:
+  using KindBase = ClientPlugin;
+  static constexpr micro_kind_t kind = MICRO_KIND_CLIENT;
+
+  virtual void call(Request request, const CallOptions& options, ResponseCallback done) = 0;
+  // Opens a bidirectional stream to the endpoint; `request.body` is ignored.
+  virtual void stream(Request request, const CallOptions& options, StreamImplCallback done) = 0;
+  // Publishes `message` on `topic` through the broker.
+  virtual void publish(const std::string& topic, Message message, Done done) = 0;
+
+  static const void* c_vtable() noexcept;
+};
+
+namespace detail {
+
+struct StreamAdapter : ChannelAdapter<StreamImpl> {
+  static void cancel(void* self) noexcept { (void)guarded([&] { as(self)->cancel(); }); }
+};
+
+// Converts the C calls on micro_client_vtable_t into ClientPlugin's virtuals.
+struct ClientAdapter {
+  static ClientPlugin* as(void* self) noexcept { return static_cast<ClientPlugin*>(self); }
+
+  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+
+  static void call(void* self, const micro_request_t* request, const micro_call_options_t* options,
+                   micro_response_fn on_response, void* ctx) noexcept {
+    CMessageCompletion complete(on_response, ctx);
+    guarded_async(complete, [&] {
+      if (request == nullptr) throw Exception(Error::bad_request("call: the request is NULL"));
+      as(self)->call(from_c(request), from_c(options), complete);
+    });
+  }
+
+  static void stream(void* self, const micro_request_t* request,
+                     const micro_call_options_t* options, micro_stream_fn on_stream,
+                     void* ctx) noexcept {
+    CHandoffCompletion<StreamImpl, micro_stream_t> complete(on_stream, ctx);
+    guarded_async(complete, [&] {
+      if (request == nullptr) throw Exception(Error::bad_request("stream: the request is NULL"));
+      as(self)->stream(from_c(request), from_c(options), complete);
+    });
+  }
+
+  static void publish(void* self, micro_str_t topic, const micro_message_t* message,
+                      micro_done_fn done, void* ctx) noexcept {
+    CCompletion complete(done, ctx);
+    guarded_async(complete, [&] {
+      if (message == nullptr) throw Exception(Error::bad_request("publish: the message is NULL"));
+      as(self)->publish(std::string(to_view(topic)), from_c(message), complete);
+    });
+  }
+};
+
+}  // namespace detail
+
+inline const micro_stream_vtable_t* StreamImpl::c_vtable() noexcept {
+  using A = detail::StreamAdapter;
+  static const micro_stream_vtable_t vtable = {sizeof(micro_stream_vtable_t), &A::destroy,
+                                               &A::send, &A::recv, &A::close_send, &A::cancel};
+  return &vtable;
+}
+
+inline const void* ClientPlugin::c_vtable() noexcept {
+  using A = detail::ClientAdapter;
+  static const micro_client_vtable_t vtable = {sizeof(micro_client_vtable_t), &A::destroy,
+                                               &A::call, &A::stream, &A::publish};
+  return &vtable;
+}
+
+// ---- caller side ---------------------------------------------------------------------------
+
+namespace detail {
+struct StreamTraits {
+  using Handle = micro_stream_t;
+  using Vtable = micro_stream_vtable_t;
+  static constexpr const char* kind = "client";
+  static constexpr const char* noun = "stream";
+};
+}  // namespace detail
+
+// A bidirectional stream, owned: destroying it cancels and frees it. Move-only. recv() yields an
+// empty message at the peer's end of stream. Destroy it before the instance that opened it.
+class Stream : public detail::Channel<detail::StreamTraits> {
+ public:
+  using Channel::Channel;
+
+  // Aborts the stream; pending operations complete with 499. Any thread, including the stream's
+  // own callbacks.
+  void cancel() noexcept {
+    if (valid() && vtable_.cancel != nullptr) vtable_.cancel(handle_.self);
+  }
+};
+
+// Receives an opened stream (which it then owns), or the error.
+using StreamCallback = std::function<void(const Error&, Stream)>;
+
+// Calls a client instance through its C vtable. Does not own the instance (the host does);
+// copyable. Each operation has an asynchronous form and a blocking convenience.
+class Client {
+ public:
+  Client() = default;
+  explicit Client(micro_client_t handle) noexcept
+      : vtable_(read_struct(handle.vtable)), self_(handle.self) {}
+
+  bool valid() const noexcept { return self_ != nullptr; }
+
+  // Request/response; `done` runs once, on any thread.
+  void call(const Request& request, const CallOptions& options, ResponseCallback done) const {
+    if (!vtable_.call) return done(detail::missing("client", "call"), Message{});
+    const RequestView view(request);
+    const micro_call_options_t o = to_c(options);
+    vtable_.call(self_, view.c(), &o, &response_trampoline, detail::box(std::move(done)));
+  }
+  Result<Message> call(const Request& request, const CallOptions& options = {}) const {
+    return detail::wait_result<Message>(
+        [&](ResponseCallback d) { call(request, options, std::move(d)); });
+  }
+
+  // Opens a bidirectional stream to the endpoint (`request.body` is ignored).
+  void stream(const Request& request, const CallOptions& options, StreamCallback done) const {
+    if (!vtable_.stream) return done(detail::missing("client", "stream"), Stream{});
+    const RequestView view(request);
+    const micro_call_options_t o = to_c(options);
+    vtable_.stream(self_, view.c(), &o, &stream_trampoline, detail::box(std::move(done)));
+  }
+  Result<Stream> stream(const Request& request, const CallOptions& options = {}) const {
+    return detail::wait_result<Stream>(
+        [&](StreamCallback d) { stream(request, options, std::move(d)); });
+  }
+
+  // Publishes `message` on `topic` through the broker.
+  void publish(std::string_view topic, const Message& message, Done done) const {
+    if (!vtable_.publish) return done(detail::missing("client", "publish"));
+    const MessageView view(message);
+    vtable_.publish(self_, to_c(topic), view.c(), &detail::done_trampoline,
+                    detail::box(std::move(done)));
+  }
+  Error publish(std::string_view topic, const Message& message) const {
+    return detail::wait_done([&](Done d) { publish(topic, message, std::move(d)); });
+  }
+
+ private:
+  static void response_trampoline(void* ctx, const micro_error_t* error,
+                                  const micro_message_t* response) noexcept {
+    auto fn = detail::unbox<ResponseCallback>(ctx);
+    (void)detail::guarded([&] {
+      (*fn)(Error::from_c(error),
+            error == nullptr && response != nullptr ? from_c(response) : Message{});
+    });
+  }
+  static void stream_trampoline(void* ctx, const micro_error_t* error,
+                                micro_stream_t stream) noexcept {
+    Stream owned(stream);
+    auto fn = detail::unbox<StreamCallback>(ctx);
+    (void)detail::guarded([&] { (*fn)(Error::from_c(error), std::move(owned)); });
+  }
+
+  micro_client_vtable_t vtable_{};
+  void* self_ = nullptr;
+};
+
+}  // namespace micro
