@@ -113,6 +113,10 @@ int modules_inspect(const Globals& g, const std::string& what) {
     for (micro_kind_t k : all_kinds())
       if (p.required_kinds & MICRO_KIND_BIT(k)) requires += std::string(" ") + kind_name(k);
     std::printf("  requires:%s\n", requires.empty() ? " nothing" : requires.c_str());
+    std::string optional;
+    for (micro_kind_t k : all_kinds())
+      if (p.optional_kinds & MICRO_KIND_BIT(k)) optional += std::string(" ") + kind_name(k);
+    if (!optional.empty()) std::printf("  uses if present:%s\n", optional.c_str());
     if (p.option_count == 0) std::printf("  options:  none\n");
     for (size_t i = 0; i < p.option_count; ++i) {
       const micro_option_spec_t s = micro::read_struct(p.options[i]);

@@ -253,6 +253,15 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
         .to_string();
   };
 
+  // An optional dependency is used when the config names its module, or its default is there.
+  auto available = [&](micro_kind_t kind) {
+    auto kc = config.kinds.find(kind);
+    if (kc == config.kinds.end() || kc->second.modules.empty()) return false;
+    if (!kc->second.is_default) return true;
+    for (const auto& name : kc->second.modules)
+      if (loader.find(name).empty()) return false;
+    return true;
+  };
   // Depth-first over required_kinds: a kind is ordered after everything it needs.
   std::function<void(micro_kind_t, const std::string&)> resolve = [&](micro_kind_t kind,
                                                                       const std::string& why) {
@@ -274,7 +283,7 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
     visiting.insert(kind);
     std::vector<std::shared_ptr<LoadedModule>> loaded;
     std::vector<const micro_plugin_t*> plugins;
-    uint32_t required = 0;
+    uint32_t required = 0, optional = 0;
     for (const auto& name : kc->second.modules) {
       auto& module = modules[name];
       if (!module) {
@@ -298,6 +307,7 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
       loaded.push_back(module);
       plugins.push_back(plugin);
       required |= plugin->required_kinds;
+      optional |= plugin->optional_kinds;
     }
     if (loaded.size() != kc->second.modules.size()) {
       visiting.erase(kind);
@@ -306,9 +316,14 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
     }
     for (const auto& e : validate_options(config, kc->second, plugins))
       result.errors.push_back(e.to_string());
-    for (micro_kind_t dep : all_kinds())
-      if (required & MICRO_KIND_BIT(dep))
-        resolve(dep, std::string(plugins.front()->name) + " (" + kind_name(kind) + ")");
+    for (micro_kind_t dep : all_kinds()) {
+      const std::string why = std::string(plugins.front()->name) + " (" + kind_name(kind) + ")";
+      if (required & MICRO_KIND_BIT(dep)) {
+        resolve(dep, why);
+      } else if ((optional & MICRO_KIND_BIT(dep)) && available(dep)) {
+        resolve(dep, why);
+      }
+    }
     visiting.erase(kind);
     chosen[kind] = std::move(loaded);
     order.push_back(kind);
@@ -334,7 +349,7 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
       // Hand over only what the plugin asked for.
       micro_dependencies_t deps{};
       deps.struct_size = sizeof(micro_dependencies_t);
-      const uint32_t req = plugin->required_kinds;
+      const uint32_t req = plugin->required_kinds | plugin->optional_kinds;
       std::vector<micro_codec_t> codecs;
       if (req & MICRO_KIND_BIT(MICRO_KIND_REGISTRY)) deps.registry = stack->registry();
       if (req & MICRO_KIND_BIT(MICRO_KIND_TRANSPORT)) deps.transport = stack->transport();

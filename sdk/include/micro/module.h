@@ -93,6 +93,9 @@ typedef struct micro_plugin {
   micro_error_t* (*create)(const micro_create_args_t* args, void** out_self);
   /* The micro_<kind>_vtable_t for `kind`; static. */
   const void* vtable;
+  /* MICRO_KIND_BIT() of kinds it uses when present: the host hands them over when the config
+   * names a module for them or their default module is installed, and zero otherwise. */
+  uint32_t optional_kinds;
 } micro_plugin_t;
 
 /* What the entry symbol returns. The first three members are fixed for every ABI major, so any

@@ -6,6 +6,7 @@
 // taking `const micro::CreateContext&`, and may declare
 //   static std::vector<micro::OptionSpec> options();   // the TOML keys it accepts
 //   static constexpr uint32_t required_kinds = MICRO_KIND_BIT(MICRO_KIND_REGISTRY) | ...;
+//   static constexpr uint32_t optional_kinds = MICRO_KIND_BIT(MICRO_KIND_BROKER);  // if present
 #pragma once
 
 #include <cstdint>
@@ -143,6 +144,7 @@ class PluginBase {
   virtual ~PluginBase() = default;
   static std::vector<OptionSpec> options() { return {}; }
   static constexpr uint32_t required_kinds = 0;
+  static constexpr uint32_t optional_kinds = 0;
 };
 
 namespace detail {
@@ -162,7 +164,7 @@ struct PluginStorage {
     for (const auto& s : c_specs) spec_ptrs.push_back(&s);
     plugin = {sizeof(micro_plugin_t), static_cast<uint32_t>(Base::kind), name, description,
               T::required_kinds, spec_ptrs.data(), spec_ptrs.size(), &create,
-              Base::c_vtable()};
+              Base::c_vtable(), T::optional_kinds};
   }
 
   static micro_error_t* create(const micro_create_args_t* args, void** out_self) noexcept {

@@ -20,7 +20,7 @@ static const micro_codec_vtable_t codec_vtable = {sizeof(micro_codec_vtable_t), 
 
 static const micro_plugin_t codec_plugin = {
     sizeof(micro_plugin_t), MICRO_KIND_CODEC, "abi-major-mismatch", "never created", 0, NULL, 0,
-    create_codec,           &codec_vtable};
+    create_codec,           &codec_vtable, 0};
 
 static const micro_plugin_t* const plugins[] = {&codec_plugin};
 

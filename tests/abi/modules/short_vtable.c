@@ -379,7 +379,8 @@ static micro_error_t* short_registry_create(const micro_create_args_t* args, voi
   return NULL;
 }
 
-static const micro_plugin_t registry_plugin = {sizeof(micro_plugin_t),
+/* Built as if before optional_kinds existed: the host must read the plugin up to this size. */
+static const micro_plugin_t registry_plugin = {offsetof(micro_plugin_t, optional_kinds),
                                                MICRO_KIND_REGISTRY,
                                                "short-vtable",
                                                "In-memory registry with a pre-unwatch vtable",
@@ -387,7 +388,8 @@ static const micro_plugin_t registry_plugin = {sizeof(micro_plugin_t),
                                                NULL,
                                                0,
                                                short_registry_create,
-                                               &short_vtable};
+                                               &short_vtable,
+                                               0 /* beyond struct_size: never read */};
 
 static const micro_plugin_t* const plugins[] = {&registry_plugin};
 

@@ -267,7 +267,8 @@ static const micro_option_spec_t* const codec_options[] = {&codec_level};
                                      options,                                 \
                                      count,                                   \
                                      factory,                                 \
-                                     vtable}
+                                     vtable,                                  \
+                                     0}
 
 STUB_FACTORY(MICRO_KIND_CODEC, create_codec)
 PLUGIN(codec_plugin, MICRO_KIND_CODEC, "stub-codec", 0, codec_options, 1, create_codec,
