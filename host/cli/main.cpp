@@ -2,14 +2,18 @@
 // zero-config defaults apply.
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <set>
 #include <cstdio>
 #include <future>
 #include <iostream>
+#include <thread>
 
 #include "micro/host/config.hpp"
 #include "micro/host/loader.hpp"
 #include "micro/host/logging.hpp"
 #include "micro/host/stack.hpp"
+#include "micro/client.hpp"
+#include "micro/registry.hpp"
 #include "micro/service.h"
 
 namespace {
@@ -207,6 +211,162 @@ int run(const Globals& g, const std::string& file) {
   return 0;
 }
 
+
+// Builds just the kinds a command needs (and what they require) from the config or defaults.
+std::unique_ptr<Stack> build_for(const Globals& g, const std::vector<micro_kind_t>& kinds) {
+  Config config;
+  if (!load(g, config)) return nullptr;
+  ModuleLoader loader(config.module_paths);
+  auto built = Stack::build(config, loader, kinds);
+  for (const auto& e : built.errors) std::cerr << e << "\n";
+  return std::move(built.stack);
+}
+
+void print_error(const micro::Error& e) { std::cerr << "error: " << e.to_string() << "\n"; }
+
+micro::Metadata parse_metadata(const std::vector<std::string>& pairs) {
+  micro::Metadata out;
+  for (const auto& p : pairs) {
+    const size_t eq = p.find('=');
+    out[p.substr(0, eq)] = eq == std::string::npos ? "" : p.substr(eq + 1);
+  }
+  return out;
+}
+
+struct CallArgs {
+  std::string service, endpoint, body = "{}", address, content_type = "application/json";
+  uint64_t timeout_ms = 0;
+  std::vector<std::string> metadata;
+};
+
+int call(const Globals& g, const CallArgs& a) {
+  auto stack = build_for(g, {MICRO_KIND_CLIENT});
+  if (!stack) return 2;
+  micro::Client client(stack->client());
+  micro::Request request;
+  request.service = a.service;
+  request.endpoint = a.endpoint;
+  request.content_type = a.content_type;
+  request.body = a.body;
+  request.metadata = parse_metadata(a.metadata);
+  micro::CallOptions options;
+  options.timeout_ms = a.timeout_ms;
+  options.address = a.address;
+  auto result = client.call(request, options);
+  if (!result.ok()) {
+    print_error(result.error);
+    return 1;
+  }
+  std::cout << result.value.body << "\n";
+  return 0;
+}
+
+// Sends each line of stdin as one message and prints each message received, until both ends end.
+int stream(const Globals& g, const CallArgs& a) {
+  auto stack = build_for(g, {MICRO_KIND_CLIENT});
+  if (!stack) return 2;
+  micro::Client client(stack->client());
+  micro::Request request;
+  request.service = a.service;
+  request.endpoint = a.endpoint;
+  request.content_type = a.content_type;
+  request.metadata = parse_metadata(a.metadata);
+  micro::CallOptions options;
+  options.address = a.address;
+  auto opened = client.stream(request, options);
+  if (!opened.ok()) {
+    print_error(opened.error);
+    return 1;
+  }
+  micro::Stream& s = opened.value;
+  std::thread sender([&s] {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (line.empty()) continue;
+      micro::Message m;
+      m.body = line;
+      if (auto e = s.send(m); !e.ok()) return print_error(e);
+    }
+    s.close_send();
+  });
+  int status = 0;
+  while (true) {
+    auto got = s.recv();
+    if (!got.ok()) {
+      print_error(got.error);
+      status = 1;
+      break;
+    }
+    if (!got.value) break;  // the service ended the stream
+    std::cout << got.value->body << std::endl;
+  }
+  sender.join();
+  return status;
+}
+
+int list(const Globals& g) {
+  auto stack = build_for(g, {MICRO_KIND_REGISTRY});
+  if (!stack) return 2;
+  auto services = micro::Registry(stack->registry()).list_services();
+  if (!services.ok()) {
+    print_error(services.error);
+    return 1;
+  }
+  std::set<std::string> names;
+  for (const auto& s : services.value) names.insert(s.name);
+  for (const auto& n : names) std::cout << n << "\n";
+  return 0;
+}
+
+int get(const Globals& g, const std::string& name) {
+  auto stack = build_for(g, {MICRO_KIND_REGISTRY});
+  if (!stack) return 2;
+  auto services = micro::Registry(stack->registry()).get_service(name);
+  if (!services.ok()) {
+    print_error(services.error);
+    return 1;
+  }
+  for (const auto& s : services.value) {
+    std::cout << "service  " << s.name << "\nversion  " << s.version << "\n";
+    for (const auto& [k, v] : s.metadata) std::cout << "metadata " << k << "=" << v << "\n";
+    for (const auto& n : s.nodes) {
+      std::cout << "\nnode     " << n.id << "  " << n.address;
+      for (const auto& [k, v] : n.metadata) std::cout << "  " << k << "=" << v;
+      std::cout << "\n";
+    }
+    if (!s.endpoints.empty()) std::cout << "\n";
+    for (const auto& e : s.endpoints) {
+      std::cout << "endpoint " << e.name;
+      if (!e.request.empty()) std::cout << "(" << e.request << ") returns (" << e.response << ")";
+      for (const auto& [k, v] : e.metadata) std::cout << "  " << k << "=" << v;
+      std::cout << "\n";
+    }
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+int watch(const Globals& g, const std::string& name) {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  auto stack = build_for(g, {MICRO_KIND_REGISTRY});
+  if (!stack) return 2;
+  auto w = micro::Registry(stack->registry()).watch(name, [](const micro::RegistryEvent& e) {
+    for (const auto& n : e.service.nodes)
+      std::cout << micro::to_string(e.type) << " " << e.service.name << " " << e.service.version
+                << " " << n.id << " " << n.address << std::endl;
+  });
+  if (!w.ok()) {
+    print_error(w.error);
+    return 1;
+  }
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -243,6 +403,35 @@ int main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand("run", "Assemble a service from TOML and run it until a signal");
   run_cmd->add_option("FILE", run_file, "config file (default: --config)");
   run_cmd->callback([&] { status = run(g, run_file); });
+
+  CallArgs call_args;
+  auto add_call_options = [&](CLI::App* cmd) {
+    cmd->add_option("SERVICE", call_args.service, "service name")->required();
+    cmd->add_option("ENDPOINT", call_args.endpoint, "endpoint, e.g. Greeter.Hello")->required();
+    cmd->add_option("--address", call_args.address, "call this host:port, skipping discovery");
+    cmd->add_option("--content-type", call_args.content_type, "content type of the body");
+    cmd->add_option("--metadata,-m", call_args.metadata, "KEY=VALUE metadata, repeatable");
+  };
+  auto* call_cmd = app.add_subcommand("call", "Call an endpoint with a JSON body; print the answer");
+  add_call_options(call_cmd);
+  call_cmd->add_option("BODY", call_args.body, "request body (default {})");
+  call_cmd->add_option("--timeout", call_args.timeout_ms, "deadline in ms (default: client's)");
+  call_cmd->callback([&] { status = call(g, call_args); });
+  auto* stream_cmd =
+      app.add_subcommand("stream", "Open a stream: stdin lines out, received messages printed");
+  add_call_options(stream_cmd);
+  stream_cmd->callback([&] { status = stream(g, call_args); });
+
+  app.add_subcommand("list", "List the services in the registry")->callback([&] {
+    status = list(g);
+  });
+  std::string service_name;
+  auto* get_cmd = app.add_subcommand("get", "Show a service: versions, nodes, metadata, endpoints");
+  get_cmd->add_option("SERVICE", service_name, "service name")->required();
+  get_cmd->callback([&] { status = get(g, service_name); });
+  auto* watch_cmd = app.add_subcommand("watch", "Print registry events as they happen (Ctrl-C ends)");
+  watch_cmd->add_option("SERVICE", service_name, "only this service");
+  watch_cmd->callback([&] { status = watch(g, service_name); });
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,662 @@
+// server-rpc: serves `Service.Method` endpoints over whatever transport the stack has, translating
+// each body with the codec its Content-Type names, and keeps the service registered while it runs.
+// The request/response mapping onto transport messages is docs/rpc-wire.md.
+//
+// Threads: requests arrive on the transport's threads and handlers are called there (no hop);
+// a handler may answer on any thread. The server's own thread runs timers only: deadlines,
+// re-registration, and releasing sockets outside their own callbacks.
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "micro/content_type.hpp"
+#include "micro/error_json.hpp"
+#include "micro/module.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kCanonical = "application/protobuf";
+constexpr const char* kMetaPrefix = "micro-meta-";
+
+std::string header(const micro::Message& m, const std::string& key) {
+  auto it = m.header.find(key);
+  return it == m.header.end() ? std::string() : it->second;
+}
+
+micro::Metadata metadata_of(const micro::Message& request) {
+  micro::Metadata out;
+  const size_t n = std::char_traits<char>::length(kMetaPrefix);
+  for (const auto& [key, value] : request.header)
+    if (key.size() > n && key.compare(0, n, kMetaPrefix) == 0) out[key.substr(n)] = value;
+  return out;
+}
+
+std::string random_hex(size_t bytes) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < bytes; ++i) {
+    const auto b = static_cast<unsigned>(rng() & 0xff);
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+// "/Greeter.Hello", "/greeter/Greeter.Hello?x=1" -> "Greeter.Hello".
+std::string endpoint_from_path(std::string path) {
+  path = path.substr(0, path.find('?'));
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// The response for an error, as docs/rpc-wire.md gives it.
+micro::Message error_message(const micro::Error& error, const std::string& call_id) {
+  micro::Message m;
+  const int32_t code = error.code() >= 400 && error.code() <= 599 ? error.code() : 500;
+  m.body = micro::error_to_json(error);
+  m.header[":status"] = std::to_string(code);
+  m.header["content-type"] = "application/json";
+  m.header["micro-error"] = m.body;
+  if (!call_id.empty()) m.header["micro-id"] = call_id;
+  return m;
+}
+
+class RpcServer;
+
+// One accepted connection. HTTP/1.1 serves one call at a time per connection, so a connection
+// is a loop: receive a request, dispatch it, send the answer, receive the next.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(RpcServer& server, micro::Socket socket) : server_(server), socket_(std::move(socket)) {}
+  void serve_next();
+  void send(const micro::Message& message, micro::Done done) { socket_.send(message, std::move(done)); }
+  micro::Socket& socket() { return socket_; }
+  void close() { socket_.close(); }
+  bool closed() const { return closed_.load(); }
+  void mark_closed() { closed_ = true; }
+
+ private:
+  RpcServer& server_;
+  micro::Socket socket_;
+  std::atomic<bool> closed_{false};
+};
+
+// What one unary call needs until it is answered: by the handler, or by the deadline.
+struct CallState {
+  std::shared_ptr<Connection> connection;
+  std::string call_id;
+  std::string endpoint;
+  std::shared_ptr<const micro::Schema> response_schema;
+  std::string response_type;  // content type of the answer
+  micro::Codec response_codec;
+  std::mutex mutex;
+  bool answered = false;
+  bool cancelled = false;
+  std::unique_ptr<asio::steady_timer> deadline;
+};
+
+class RpcServer final : public micro::ServerPlugin {
+ public:
+  static constexpr uint32_t required_kinds = MICRO_KIND_BIT(MICRO_KIND_TRANSPORT) |
+                                             MICRO_KIND_BIT(MICRO_KIND_REGISTRY) |
+                                             MICRO_KIND_BIT(MICRO_KIND_CODEC);
+  static constexpr uint32_t optional_kinds = MICRO_KIND_BIT(MICRO_KIND_BROKER);
+
+  static std::vector<micro::OptionSpec> options() {
+    return {
+        {"address", MICRO_OPTION_STRING, "Listen address; default: [service] address", ""},
+        {"register_ttl_ms", MICRO_OPTION_INT, "TTL of the registration", "30000"},
+        {"register_interval_ms", MICRO_OPTION_INT, "How often the registration is renewed",
+         "10000"},
+        {"max_concurrent_calls", MICRO_OPTION_INT, "Calls served at once; more get 503", "1024"},
+        {"drain_timeout_ms", MICRO_OPTION_INT, "How long stop waits for calls in flight", "5000"},
+        {"default_content_type", MICRO_OPTION_STRING,
+         "Content type assumed when a request names none", "\"application/json\""},
+    };
+  }
+
+  explicit RpcServer(const micro::CreateContext& ctx)
+      : log_(ctx.logger()),
+        service_(ctx.service()),
+        transport_(ctx.deps().transport),
+        registry_(ctx.deps().registry),
+        broker_(ctx.deps().broker),
+        codecs_(std::vector<micro_codec_t>(ctx.deps().codecs,
+                                           ctx.deps().codecs + ctx.deps().codec_count)),
+        listen_address_(ctx.options().get_string("address")),
+        ttl_ms_(ctx.options().get_int("register_ttl_ms", 30000)),
+        interval_ms_(ctx.options().get_int("register_interval_ms", 10000)),
+        max_calls_(ctx.options().get_int("max_concurrent_calls", 1024)),
+        drain_ms_(ctx.options().get_int("drain_timeout_ms", 5000)),
+        default_type_(ctx.options().get_string("default_content_type", "application/json")),
+        node_id_(service_.name + "-" + random_hex(8)),
+        work_(asio::make_work_guard(io_)) {
+    if (listen_address_.empty()) listen_address_ = service_.address;
+    if (listen_address_.empty()) listen_address_ = "127.0.0.1:0";
+    if (ttl_ms_ <= 0 || interval_ms_ <= 0 || max_calls_ <= 0 || drain_ms_ < 0)
+      throw micro::Exception(micro::Error::bad_request(
+          "register_ttl_ms, register_interval_ms and max_concurrent_calls must be > 0"));
+    timer_thread_ = std::thread([this] { io_.run(); });
+  }
+
+  ~RpcServer() override {
+    stop_now();
+    work_.reset();
+    io_.stop();
+    timer_thread_.join();
+  }
+
+  micro::Error handle(micro::EndpointHandler handler) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (started_) return micro::Error::conflict("endpoints must be added before the server starts");
+    if (handler.name.empty()) return micro::Error::bad_request("an endpoint needs a name");
+    if (endpoints_.count(handler.name) != 0)
+      return micro::Error::conflict("endpoint '" + handler.name + "' is already served");
+    const std::string name = handler.name;
+    endpoints_.emplace(name, std::make_shared<micro::EndpointHandler>(std::move(handler)));
+    return {};
+  }
+
+  micro::Error subscribe(const std::string& topic, const micro::SubscribeOptions& options,
+                         micro::BrokerHandler handler) override {
+    if (!broker_.valid())
+      return micro::Error::not_implemented("no broker is configured: name one in [broker] to "
+                                           "subscribe to '" + topic + "'");
+    std::lock_guard<std::mutex> lock(mutex_);
+    subscriptions_.push_back({topic, options, std::move(handler), {}});
+    return {};
+  }
+
+  void start(micro::Done done) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (started_) return done(micro::Error::conflict("the server is already started"));
+      started_ = true;
+    }
+    auto listener = transport_.listen(listen_address_, [this](const micro::Error& error,
+                                                             micro::Socket socket) {
+      if (!error.ok()) return log_.warn("accept failed: ", error.to_string());
+      accept(std::move(socket));
+    });
+    if (!listener.ok()) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      started_ = false;
+      return done(micro::Error(listener.error.code(), "cannot listen on " + listen_address_ + ": " +
+                                                          listener.error.detail()));
+    }
+    listener_ = std::move(listener.value);
+    address_ = std::string(listener_.address());
+    for (auto& s : subscriptions_) {
+      auto sub = broker_.subscribe(s.topic, s.handler, s.options);
+      if (!sub.ok()) return done(sub.error);
+      s.subscription = std::move(sub.value);
+    }
+    micro::Error registered = registry_.register_service(describe(), {uint64_t(ttl_ms_)});
+    if (!registered.ok()) {
+      log_.error("registering ", service_.name, " failed: ", registered.to_string());
+      return done(registered);
+    }
+    log_.info("serving ", service_.name, " ", service_.version, " on ", address_, " (node ",
+              node_id_, ", ", endpoints_.size(), " endpoints)");
+    schedule_reregister();
+    done({});
+  }
+
+  void stop(micro::Done done) override {
+    done(stop_now());
+  }
+
+  std::string_view address() const override { return address_; }
+
+  // ---- used by connections ----
+
+  void dispatch(const std::shared_ptr<Connection>& connection, micro::Message request);
+  void connection_ended(const std::shared_ptr<Connection>& connection) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      connections_.erase(connection);
+    }
+    // Its socket may not be destroyed inside its own callback: release it on the timer thread.
+    asio::post(io_, [c = connection]() mutable { c.reset(); });
+  }
+  void call_finished() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    --in_flight_;
+    drained_.notify_all();
+  }
+  asio::io_context& io() { return io_; }
+  const micro::Logger& log() const { return log_; }
+
+ private:
+  struct Subscription {
+    std::string topic;
+    micro::SubscribeOptions options;
+    micro::BrokerHandler handler;
+    micro::Subscription subscription;
+  };
+
+  void accept(micro::Socket socket) {
+    auto connection = std::make_shared<Connection>(*this, std::move(socket));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return;  // the socket closes as `connection` goes
+      connections_.insert(connection);
+    }
+    connection->serve_next();
+  }
+
+  micro::Service describe() const {
+    micro::Service s;
+    s.name = service_.name;
+    s.version = service_.version;
+    s.metadata = service_.metadata;
+    for (const auto& [name, h] : endpoints_) {
+      micro::Endpoint e;
+      e.name = name;
+      if (h->request_schema) e.request = h->request_schema->message_name;
+      if (h->response_schema) e.response = h->response_schema->message_name;
+      e.metadata = h->metadata;
+      if (h->flags & MICRO_ENDPOINT_STREAMING) e.metadata["stream"] = "true";
+      s.endpoints.push_back(std::move(e));
+    }
+    s.nodes.push_back({node_id_, address_,
+                       {{"transport", "http"}, {"server", "rpc"}, {"protocol", "micro"}}});
+    return s;
+  }
+
+  void schedule_reregister() {
+    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(interval_ms_));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return;
+      reregister_ = timer;
+    }
+    timer->async_wait([this, timer](const boost::system::error_code& ec) {
+      if (ec) return;
+      registry_.register_service(describe(), {uint64_t(ttl_ms_)}, [this](const micro::Error& e) {
+        if (!e.ok()) log_.warn("renewing the registration of ", service_.name, " failed: ",
+                               e.to_string(), "; retrying in ", interval_ms_, " ms");
+      });
+      schedule_reregister();
+    });
+  }
+
+  // Deregisters, stops accepting, waits for calls in flight (bounded), closes connections.
+  micro::Error stop_now() {
+    std::set<std::shared_ptr<Connection>> connections;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!started_ || stopping_) return {};
+      stopping_ = true;
+      if (reregister_) asio::post(io_, [t = reregister_] { t->cancel(); });
+    }
+    micro::Error result = registry_.deregister_service(describe());
+    if (!result.ok()) log_.warn("deregistering ", service_.name, " failed: ", result.to_string());
+    listener_.reset();  // stops accepting
+    for (auto& s : subscriptions_) s.subscription.stop();
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (!drained_.wait_for(lock, std::chrono::milliseconds(drain_ms_),
+                             [this] { return in_flight_ == 0; }))
+        log_.warn(in_flight_, " call(s) still running after ", drain_ms_, " ms; closing anyway");
+      connections.swap(connections_);
+    }
+    for (const auto& c : connections) c->close();
+    log_.info("stopped ", service_.name, " (node ", node_id_, ")");
+    return {};
+  }
+
+  void dispatch_stream(const std::shared_ptr<Connection>& connection, micro::Message head,
+                       std::shared_ptr<micro::EndpointHandler> handler);
+
+  micro::Logger log_;
+  const micro::ServiceInfo service_;
+  micro::Transport transport_;
+  micro::Registry registry_;
+  micro::Broker broker_;
+  micro::CodecSet codecs_;
+  std::string listen_address_;
+  const int64_t ttl_ms_, interval_ms_, max_calls_, drain_ms_;
+  const std::string default_type_;
+  const std::string node_id_;
+
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread timer_thread_;
+
+  std::mutex mutex_;
+  std::condition_variable drained_;
+  bool started_ = false, stopping_ = false;
+  int64_t in_flight_ = 0;
+  std::map<std::string, std::shared_ptr<micro::EndpointHandler>> endpoints_;
+  std::vector<Subscription> subscriptions_;
+  std::set<std::shared_ptr<Connection>> connections_;
+  std::shared_ptr<asio::steady_timer> reregister_;
+  micro::Listener listener_;
+  std::string address_;
+
+  friend class RpcReply;
+  friend class ServerStream;
+};
+
+void Connection::serve_next() {
+  auto self = shared_from_this();
+  socket_.recv([self](const micro::Error& error, std::optional<micro::Message> message) {
+    if (!error.ok() || !message) {
+      self->mark_closed();
+      return self->server_.connection_ended(self);
+    }
+    self->server_.dispatch(self, std::move(*message));
+  });
+}
+
+// Sends the answer of one call (the handler's, or the deadline's 408) exactly once.
+void answer(RpcServer& server, const std::shared_ptr<CallState>& call, const micro::Error& error,
+            micro::Message response) {
+  {
+    std::lock_guard<std::mutex> lock(call->mutex);
+    if (call->answered) return;
+    call->answered = true;
+    if (call->deadline) asio::post(server.io(), [t = call->deadline.get(), call] { t->cancel(); });
+  }
+  micro::Message out;
+  if (!error.ok()) {
+    out = error_message(micro::Error(error).with_id(call->endpoint), call->call_id);
+  } else {
+    out.header = std::move(response.header);
+    if (call->response_schema) {
+      micro::Error encoded = call->response_codec.encode(
+          call->response_type, response.body, call->response_schema.get(), out.body);
+      if (!encoded.ok()) {
+        out = error_message(micro::Error::internal("cannot encode the response of " +
+                                                   call->endpoint + ": " + encoded.detail()),
+                            call->call_id);
+      } else {
+        out.header["content-type"] = call->response_type;
+      }
+    } else {
+      out.body = std::move(response.body);
+      if (out.header.count("content-type") == 0) out.header["content-type"] = call->response_type;
+    }
+    out.header[":status"] = "200";
+    if (!call->call_id.empty()) out.header["micro-id"] = call->call_id;
+  }
+  auto connection = call->connection;
+  connection->send(out, [&server, connection](const micro::Error& sent) {
+    server.call_finished();
+    if (!sent.ok()) return server.connection_ended(connection);
+    connection->serve_next();
+  });
+}
+
+// The handler's side of a unary call.
+class RpcReply final : public micro::ReplyImpl {
+ public:
+  RpcReply(RpcServer& server, std::shared_ptr<CallState> call)
+      : server_(server), call_(std::move(call)) {}
+  void send(const micro::Error& error, micro::Message response) override {
+    answer(server_, call_, error, std::move(response));
+  }
+  bool cancelled() const override {
+    std::lock_guard<std::mutex> lock(call_->mutex);
+    return call_->cancelled || call_->connection->closed();
+  }
+
+ private:
+  RpcServer& server_;
+  std::shared_ptr<CallState> call_;
+};
+
+void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::Message request) {
+  const std::string call_id = header(request, "micro-id");
+  std::string endpoint = header(request, "micro-endpoint");
+  if (endpoint.empty()) endpoint = endpoint_from_path(header(request, ":path"));
+  std::string content_type = header(request, "content-type");
+  if (content_type.empty()) content_type = default_type_;
+  const std::string accept = header(request, "accept");
+  const bool stream = header(request, "micro-stream") == "1";
+
+  auto fail = [&](const micro::Error& error) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++in_flight_;
+    }
+    auto call = std::make_shared<CallState>();
+    call->connection = connection;
+    call->call_id = call_id;
+    call->endpoint = endpoint;
+    answer(*this, call, micro::Error(error).with_id(service_.name), {});
+  };
+
+  std::shared_ptr<micro::EndpointHandler> handler;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = endpoints_.find(endpoint);
+    if (it != endpoints_.end()) handler = it->second;
+  }
+  if (handler == nullptr) {
+    std::string known;
+    for (const auto& [name, h] : endpoints_) known += (known.empty() ? "" : ", ") + name;
+    return fail(micro::Error::not_found("endpoint '" + endpoint + "' not found on service '" +
+                                        service_.name + "' (it serves: " + known + ")"));
+  }
+  if (stream) return dispatch_stream(connection, std::move(request), handler);
+  if (handler->flags & MICRO_ENDPOINT_STREAMING)
+    return fail(micro::Error::bad_request("endpoint '" + endpoint +
+                                          "' is a stream: open it with Micro-Stream: 1"));
+  bool busy = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    busy = in_flight_ >= max_calls_;
+  }
+  if (busy)
+    return fail(micro::Error::unavailable("server busy: " + std::to_string(max_calls_) +
+                                          " calls in flight (max_concurrent_calls)"));
+
+  auto call = std::make_shared<CallState>();
+  call->connection = connection;
+  call->call_id = call_id;
+  call->endpoint = endpoint;
+  call->response_schema = handler->response_schema;
+
+  micro::Request req;
+  req.service = service_.name;
+  req.endpoint = endpoint;
+  req.accept = accept;
+  req.metadata = metadata_of(request);
+  req.request_schema = handler->request_schema;
+  req.response_schema = handler->response_schema;
+  if (handler->request_schema) {
+    // Typed: the handler reads protobuf binary whatever the caller sent.
+    auto codec = codecs_.find(content_type);
+    if (!codec.ok()) return fail(codec.error);
+    auto reply_codec = codecs_.for_response(accept, content_type);
+    if (!reply_codec.ok()) return fail(reply_codec.error);
+    call->response_type = reply_codec.value.first;
+    call->response_codec = reply_codec.value.second;
+    micro::Error decoded =
+        codec.value.decode(content_type, request.body, handler->request_schema.get(), req.body);
+    if (!decoded.ok()) return fail(decoded);
+    req.content_type = kCanonical;
+  } else {
+    req.content_type = content_type;
+    req.body = std::move(request.body);
+    call->response_type = accept.empty() || accept == "*/*" ? content_type : accept;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++in_flight_;
+  }
+  if (const std::string timeout = header(request, "micro-timeout"); !timeout.empty()) {
+    const long ms = std::strtol(timeout.c_str(), nullptr, 10);
+    if (ms > 0) {
+      call->deadline = std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(ms));
+      call->deadline->async_wait([this, weak = std::weak_ptr<CallState>(call), ms](
+                                     const boost::system::error_code& ec) {
+        auto c = weak.lock();
+        if (ec || c == nullptr) return;
+        {
+          std::lock_guard<std::mutex> lock(c->mutex);
+          c->cancelled = true;
+        }
+        log_.debug(c->endpoint, " passed its caller's deadline of ", ms, " ms");
+        answer(*this, c, micro::Error::timeout(c->endpoint + " did not answer within the caller's "
+                                               "deadline of " + std::to_string(ms) + " ms"),
+               {});
+      });
+    }
+  }
+  micro::Reply reply(micro::to_handle(std::make_unique<RpcReply>(*this, call)));
+  micro::Error thrown = micro::detail::guarded([&] { handler->on_call(std::move(req), reply); });
+  if (!thrown.ok()) reply.fail(thrown);
+}
+
+// The handler's side of a stream: frames in the stream's content type, translated to and from
+// protobuf binary for typed endpoints.
+class ServerStream final : public micro::StreamImpl {
+ public:
+  ServerStream(RpcServer& server, std::shared_ptr<Connection> connection,
+               std::shared_ptr<micro::EndpointHandler> handler, std::string content_type,
+               micro::Codec codec)
+      : server_(server),
+        connection_(std::move(connection)),
+        handler_(std::move(handler)),
+        content_type_(std::move(content_type)),
+        codec_(codec),
+        alive_(std::make_shared<Alive>()) {}
+
+  ~ServerStream() override {
+    {
+      std::lock_guard<std::recursive_mutex> lock(alive_->mutex);
+      alive_->alive = false;
+    }
+    connection_->close();
+    server_.call_finished();
+    server_.connection_ended(connection_);
+  }
+
+  void send(micro::Message message, micro::Done done) override {
+    micro::Message frame;
+    if (handler_->response_schema && message.header.count("micro-error") == 0) {
+      micro::Error e = codec_.encode(content_type_, message.body, handler_->response_schema.get(),
+                                     frame.body);
+      if (!e.ok()) return done(e);
+    } else {
+      frame.body = std::move(message.body);
+    }
+    if (message.header.count("micro-error")) frame.header["micro-error"] = message.header["micro-error"];
+    if (!head_sent_.exchange(true)) {
+      frame.header[":status"] = "200";
+      frame.header["content-type"] = content_type_;
+    }
+    connection_->send(frame, guard(std::move(done)));
+  }
+
+  void recv(micro::MessageCallback on_message) override {
+    auto alive = alive_;
+    connection_->socket().recv(
+        [this, alive, on_message = std::move(on_message)](const micro::Error& error,
+                                                          std::optional<micro::Message> message) {
+          std::lock_guard<std::recursive_mutex> lock(alive->mutex);
+          if (!alive->alive) return;
+          if (!error.ok() || !message || !handler_->request_schema)
+            return on_message(error, std::move(message));
+          micro::Message canonical;
+          micro::Error e = codec_.decode(content_type_, message->body,
+                                         handler_->request_schema.get(), canonical.body);
+          if (!e.ok()) return on_message(e, std::nullopt);
+          on_message({}, std::move(canonical));
+        });
+  }
+
+  void close_send(micro::Done done) override {
+    if (!head_sent_.exchange(true)) {
+      // A stream that ends before its first message still owes the caller a response head.
+      micro::Message head;
+      head.header[":status"] = "200";
+      head.header["content-type"] = content_type_;
+      auto alive = alive_;
+      connection_->send(head, [this, alive, done = std::move(done)](const micro::Error& e) mutable {
+        if (!e.ok()) return done(e);
+        connection_->socket().close_send(std::move(done));
+      });
+      return;
+    }
+    connection_->socket().close_send(guard(std::move(done)));
+  }
+
+  void cancel() override { connection_->close(); }
+
+ private:
+  struct Alive {
+    std::recursive_mutex mutex;  // held while a callback runs, so the destructor waits for it
+    bool alive = true;
+  };
+  micro::Done guard(micro::Done done) {
+    return [alive = alive_, done = std::move(done)](const micro::Error& e) {
+      std::lock_guard<std::recursive_mutex> lock(alive->mutex);
+      if (alive->alive) done(e);
+    };
+  }
+
+  RpcServer& server_;
+  std::shared_ptr<Connection> connection_;
+  std::shared_ptr<micro::EndpointHandler> handler_;
+  std::string content_type_;
+  micro::Codec codec_;
+  std::atomic<bool> head_sent_{false};
+  std::shared_ptr<Alive> alive_;
+};
+
+void RpcServer::dispatch_stream(const std::shared_ptr<Connection>& connection, micro::Message head,
+                                std::shared_ptr<micro::EndpointHandler> handler) {
+  std::string content_type = header(head, "content-type");
+  if (content_type.empty()) content_type = default_type_;
+  micro::Codec codec;
+  if (handler->request_schema) {
+    auto found = codecs_.find(content_type);
+    if (!found.ok()) {
+      micro::Message error = error_message(found.error, header(head, "micro-id"));
+      connection->send(error, [this, connection](const micro::Error&) {
+        connection_ended(connection);
+      });
+      return;
+    }
+    codec = found.value;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++in_flight_;
+    connections_.erase(connection);  // the stream owns it from here
+  }
+  micro::Request req;
+  req.service = service_.name;
+  req.endpoint = handler->name;
+  req.content_type = handler->request_schema ? kCanonical : content_type;
+  req.metadata = metadata_of(head);
+  req.request_schema = handler->request_schema;
+  req.response_schema = handler->response_schema;
+  auto impl = std::make_unique<ServerStream>(*this, connection, handler, content_type, codec);
+  micro::Stream stream(micro::to_handle(std::move(impl)));
+  micro::Error thrown =
+      micro::detail::guarded([&] { handler->on_stream(std::move(req), std::move(stream)); });
+  if (!thrown.ok()) log_.error("stream handler ", handler->name, " threw: ", thrown.detail());
+}
+
+}  // namespace
+
+MICRO_MODULE("server-rpc", "1.0.0", "RPC server: endpoints over the transport, registered in the registry",
+             micro::plugin<RpcServer>("server-rpc",
+                                      "Serves Service.Method endpoints and keeps the service "
+                                      "registered"));
