@@ -61,7 +61,9 @@ inline BrokerHandler c_broker_handler(micro_broker_handler_fn fn, void* ctx) {
 struct BrokerAdapter {
   static BrokerPlugin* as(void* self) noexcept { return static_cast<BrokerPlugin*>(self); }
 
-  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+  static void destroy(void* self) noexcept {
+    (void)guarded([&] { delete as(self); });
+  }
 
   static void connect(void* self, micro_done_fn done, void* ctx) noexcept {
     CCompletion complete(done, ctx);
@@ -90,10 +92,9 @@ struct BrokerAdapter {
       return Error::bad_request("subscribe: handler or out_subscription_id is NULL").to_owned_c();
     const Error error = guarded([&] {
       const micro_subscribe_options_t o = read_struct(options);
-      *out_subscription_id =
-          as(self)->subscribe(std::string(to_view(topic)),
-                              SubscribeOptions{std::string(to_view(o.queue))},
-                              c_broker_handler(handler, ctx));
+      *out_subscription_id = as(self)->subscribe(std::string(to_view(topic)),
+                                                 SubscribeOptions{std::string(to_view(o.queue))},
+                                                 c_broker_handler(handler, ctx));
     });
     return error.to_owned_c();
   }
@@ -114,9 +115,8 @@ struct BrokerAdapter {
 inline micro_error_t* broker_handler_trampoline(void* ctx, micro_str_t topic,
                                                 const micro_message_t* message) noexcept {
   Error result;
-  const Error thrown = guarded([&] {
-    result = (*static_cast<BrokerHandler*>(ctx))(to_view(topic), from_c(message));
-  });
+  const Error thrown = guarded(
+      [&] { result = (*static_cast<BrokerHandler*>(ctx))(to_view(topic), from_c(message)); });
   return (thrown.ok() ? result : thrown).to_owned_c();
 }
 
@@ -124,9 +124,14 @@ inline micro_error_t* broker_handler_trampoline(void* ctx, micro_str_t topic,
 
 inline const void* BrokerPlugin::c_vtable() noexcept {
   using A = detail::BrokerAdapter;
-  static const micro_broker_vtable_t vtable = {
-      sizeof(micro_broker_vtable_t), &A::destroy,     &A::connect,     &A::disconnect,
-      &A::publish,                   &A::subscribe,   &A::unsubscribe, &A::address};
+  static const micro_broker_vtable_t vtable = {sizeof(micro_broker_vtable_t),
+                                               &A::destroy,
+                                               &A::connect,
+                                               &A::disconnect,
+                                               &A::publish,
+                                               &A::subscribe,
+                                               &A::unsubscribe,
+                                               &A::address};
   return &vtable;
 }
 

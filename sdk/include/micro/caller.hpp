@@ -14,8 +14,8 @@ namespace micro::detail {
 // The error a wrapper returns for a vtable member the module does not have (NULL, or past the end
 // of a vtable built against an older SDK).
 inline Error missing(const char* kind, const char* what) {
-  return Error::not_implemented(std::string("this ") + kind + " module does not implement " +
-                                what + " (built against an older SDK?)");
+  return Error::not_implemented(std::string("this ") + kind + " module does not implement " + what +
+                                " (built against an older SDK?)");
 }
 
 // Starts an operation that completes with a Done and blocks until it has. Never call a blocking

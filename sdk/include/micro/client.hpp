@@ -31,7 +31,7 @@ struct Request {
 };
 
 struct CallOptions {
-  uint64_t timeout_ms = 0;         // the whole call, retries included; 0: the client's default
+  uint64_t timeout_ms = 0;          // the whole call, retries included; 0: the client's default
   std::optional<uint32_t> retries;  // further nodes to try on a retryable error; unset: default
   bool idempotent = false;          // safe to retry even after the request was sent
   std::string address;              // non-empty: call this host:port, skipping the selector
@@ -45,9 +45,9 @@ class RequestView {
       : metadata_(request.metadata),
         request_schema_(request.request_schema.get()),
         response_schema_(request.response_schema.get()),
-        c_{sizeof(micro_request_t),   to_c(request.service),  to_c(request.endpoint),
-           to_c(request.content_type), to_c(request.accept),   metadata_.c(),
-           to_c_bytes(request.body),   request_schema_.c(),    response_schema_.c()} {}
+        c_{sizeof(micro_request_t),    to_c(request.service), to_c(request.endpoint),
+           to_c(request.content_type), to_c(request.accept),  metadata_.c(),
+           to_c_bytes(request.body),   request_schema_.c(),   response_schema_.c()} {}
   RequestView(const RequestView&) = delete;
   RequestView& operator=(const RequestView&) = delete;
   const micro_request_t* c() const noexcept { return &c_; }
@@ -144,14 +144,18 @@ class ClientPlugin : public PluginBase {
 namespace detail {
 
 struct StreamAdapter : ChannelAdapter<StreamImpl> {
-  static void cancel(void* self) noexcept { (void)guarded([&] { as(self)->cancel(); }); }
+  static void cancel(void* self) noexcept {
+    (void)guarded([&] { as(self)->cancel(); });
+  }
 };
 
 // Converts the C calls on micro_client_vtable_t into ClientPlugin's virtuals.
 struct ClientAdapter {
   static ClientPlugin* as(void* self) noexcept { return static_cast<ClientPlugin*>(self); }
 
-  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+  static void destroy(void* self) noexcept {
+    (void)guarded([&] { delete as(self); });
+  }
 
   static void call(void* self, const micro_request_t* request, const micro_call_options_t* options,
                    micro_response_fn on_response, void* ctx) noexcept {
@@ -186,15 +190,15 @@ struct ClientAdapter {
 
 inline const micro_stream_vtable_t* StreamImpl::c_vtable() noexcept {
   using A = detail::StreamAdapter;
-  static const micro_stream_vtable_t vtable = {sizeof(micro_stream_vtable_t), &A::destroy,
-                                               &A::send, &A::recv, &A::close_send, &A::cancel};
+  static const micro_stream_vtable_t vtable = {
+      sizeof(micro_stream_vtable_t), &A::destroy, &A::send, &A::recv, &A::close_send, &A::cancel};
   return &vtable;
 }
 
 inline const void* ClientPlugin::c_vtable() noexcept {
   using A = detail::ClientAdapter;
-  static const micro_client_vtable_t vtable = {sizeof(micro_client_vtable_t), &A::destroy,
-                                               &A::call, &A::stream, &A::publish};
+  static const micro_client_vtable_t vtable = {sizeof(micro_client_vtable_t), &A::destroy, &A::call,
+                                               &A::stream, &A::publish};
   return &vtable;
 }
 

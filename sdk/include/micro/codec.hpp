@@ -129,10 +129,11 @@ struct CodecAdapter {
 
   static CodecPlugin* as(void* self) noexcept { return static_cast<CodecPlugin*>(self); }
 
-  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+  static void destroy(void* self) noexcept {
+    (void)guarded([&] { delete as(self); });
+  }
 
-  static void content_types(void* self, const micro_str_t** out_types,
-                            size_t* out_count) noexcept {
+  static void content_types(void* self, const micro_str_t** out_types, size_t* out_count) noexcept {
     if (out_types == nullptr || out_count == nullptr) return;
     *out_types = nullptr;
     *out_count = 0;
@@ -295,8 +296,8 @@ class Codec {
     const size_t original_size = out.size();
     detail::StringSink sink(out);
     const SchemaView schema_view(schema);
-    Error error = take_error(
-        fn(self_, to_c(content_type), to_c_bytes(input), schema_view.c(), sink.c()));
+    Error error =
+        take_error(fn(self_, to_c(content_type), to_c_bytes(input), schema_view.c(), sink.c()));
     if (error.ok() && sink.failed()) {
       error = Error::internal(std::string("out of memory growing the output of codec ") + what);
     }

@@ -87,7 +87,9 @@ class CNodeCompletion {
 struct SelectorAdapter {
   static SelectorPlugin* as(void* self) noexcept { return static_cast<SelectorPlugin*>(self); }
 
-  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+  static void destroy(void* self) noexcept {
+    (void)guarded([&] { delete as(self); });
+  }
 
   static void select(void* self, micro_str_t service, const micro_select_options_t* options,
                      micro_node_fn on_selected, void* ctx) noexcept {

@@ -83,9 +83,8 @@ inline void send_static_error(micro_reply_t reply, const char* detail) noexcept 
 }  // namespace detail
 
 inline const micro_reply_vtable_t* ReplyImpl::c_vtable() noexcept {
-  static const micro_reply_vtable_t vtable = {sizeof(micro_reply_vtable_t),
-                                              &detail::ReplyAdapter::send,
-                                              &detail::ReplyAdapter::cancelled};
+  static const micro_reply_vtable_t vtable = {
+      sizeof(micro_reply_vtable_t), &detail::ReplyAdapter::send, &detail::ReplyAdapter::cancelled};
   return &vtable;
 }
 
@@ -109,7 +108,8 @@ class Reply {
   // Sends `error` (an ok error is sent as a 500: a failure needs a reason).
   bool fail(const Error& error) {
     if (state_ == nullptr) return false;
-    const Error sent = error.ok() ? Error::internal("the handler failed without saying why") : error;
+    const Error sent =
+        error.ok() ? Error::internal("the handler failed without saying why") : error;
     const micro_error_t view = sent.view();
     return state_->send(&view, nullptr);
   }
@@ -205,7 +205,9 @@ namespace detail {
 struct ServerAdapter {
   static ServerPlugin* as(void* self) noexcept { return static_cast<ServerPlugin*>(self); }
 
-  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+  static void destroy(void* self) noexcept {
+    (void)guarded([&] { delete as(self); });
+  }
 
   static EndpointHandler from_c(const micro_endpoint_handler_t* handler) {
     const micro_endpoint_handler_t h = read_struct(handler);
@@ -241,7 +243,8 @@ struct ServerAdapter {
   static micro_error_t* subscribe(void* self, micro_str_t topic,
                                   const micro_subscribe_options_t* options,
                                   micro_broker_handler_fn handler, void* ctx) noexcept {
-    if (handler == nullptr) return Error::bad_request("subscribe: the handler is NULL").to_owned_c();
+    if (handler == nullptr)
+      return Error::bad_request("subscribe: the handler is NULL").to_owned_c();
     Error result;
     const Error thrown = guarded([&] {
       const micro_subscribe_options_t o = read_struct(options);
@@ -329,8 +332,8 @@ class Server {
     auto box = std::make_shared<BrokerHandler>(std::move(handler));
     const micro_subscribe_options_t o{sizeof(micro_subscribe_options_t), to_c(options.queue)};
     return keep_if_added(box, [&] {
-      return take_error(vtable_.subscribe(self_, to_c(topic), &o,
-                                          &detail::broker_handler_trampoline, box.get()));
+      return take_error(
+          vtable_.subscribe(self_, to_c(topic), &o, &detail::broker_handler_trampoline, box.get()));
     });
   }
 

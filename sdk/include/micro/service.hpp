@@ -31,7 +31,9 @@ namespace detail {
 struct ServiceAdapter {
   static ServicePlugin* as(void* self) noexcept { return static_cast<ServicePlugin*>(self); }
 
-  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+  static void destroy(void* self) noexcept {
+    (void)guarded([&] { delete as(self); });
+  }
 
   static void start(void* self, micro_done_fn done, void* ctx) noexcept {
     CCompletion complete(done, ctx);

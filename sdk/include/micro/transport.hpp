@@ -134,8 +134,8 @@ class CMessageCompletion {
 // Hands a new object to a C callback that takes ownership of it (dial, accept, open stream). An
 // object that comes with an error is destroyed here.
 template <class Impl, class Handle>
-void call_handoff_fn(void (*fn)(void*, const micro_error_t*, Handle), void* ctx,
-                     const Error& error, std::unique_ptr<Impl> object) noexcept {
+void call_handoff_fn(void (*fn)(void*, const micro_error_t*, Handle), void* ctx, const Error& error,
+                     std::unique_ptr<Impl> object) noexcept {
   if (error.ok() && object == nullptr) {
     const Error none = Error::internal("the module completed with neither a result nor an error");
     const micro_error_t view = none.view();
@@ -183,7 +183,9 @@ template <class Impl>
 struct ChannelAdapter {
   static Impl* as(void* self) noexcept { return static_cast<Impl*>(self); }
 
-  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+  static void destroy(void* self) noexcept {
+    (void)guarded([&] { delete as(self); });
+  }
 
   static void send(void* self, const micro_message_t* message, micro_done_fn done,
                    void* ctx) noexcept {
@@ -206,7 +208,9 @@ struct ChannelAdapter {
 };
 
 struct SocketAdapter : ChannelAdapter<SocketImpl> {
-  static void close(void* self) noexcept { (void)guarded([&] { as(self)->close(); }); }
+  static void close(void* self) noexcept {
+    (void)guarded([&] { as(self)->close(); });
+  }
   static micro_str_t local_address(void* self) noexcept {
     micro_str_t out{};
     (void)guarded([&] { out = to_c(as(self)->local_address()); });
@@ -221,7 +225,9 @@ struct SocketAdapter : ChannelAdapter<SocketImpl> {
 
 struct ListenerAdapter {
   static ListenerImpl* as(void* self) noexcept { return static_cast<ListenerImpl*>(self); }
-  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+  static void destroy(void* self) noexcept {
+    (void)guarded([&] { delete as(self); });
+  }
   static micro_str_t address(void* self) noexcept {
     micro_str_t out{};
     (void)guarded([&] { out = to_c(as(self)->address()); });
@@ -233,7 +239,9 @@ struct ListenerAdapter {
 struct TransportAdapter {
   static TransportPlugin* as(void* self) noexcept { return static_cast<TransportPlugin*>(self); }
 
-  static void destroy(void* self) noexcept { (void)guarded([&] { delete as(self); }); }
+  static void destroy(void* self) noexcept {
+    (void)guarded([&] { delete as(self); });
+  }
 
   static void dial(void* self, micro_str_t address, const micro_dial_options_t* options,
                    micro_socket_fn on_dialed, void* ctx) noexcept {
@@ -263,9 +271,14 @@ struct TransportAdapter {
 
 inline const micro_socket_vtable_t* SocketImpl::c_vtable() noexcept {
   using A = detail::SocketAdapter;
-  static const micro_socket_vtable_t vtable = {
-      sizeof(micro_socket_vtable_t), &A::destroy, &A::send,          &A::recv, &A::close_send,
-      &A::close,                     &A::local_address, &A::remote_address};
+  static const micro_socket_vtable_t vtable = {sizeof(micro_socket_vtable_t),
+                                               &A::destroy,
+                                               &A::send,
+                                               &A::recv,
+                                               &A::close_send,
+                                               &A::close,
+                                               &A::local_address,
+                                               &A::remote_address};
   return &vtable;
 }
 
@@ -437,8 +450,7 @@ class Listener {
   bool valid() const noexcept { return handle_.self != nullptr; }
   // The bound address (port 0 resolved); the view lives as long as the listener.
   std::string_view address() const noexcept {
-    return valid() && vtable_.address ? to_view(vtable_.address(handle_.self))
-                                      : std::string_view{};
+    return valid() && vtable_.address ? to_view(vtable_.address(handle_.self)) : std::string_view{};
   }
   // Stops accepting and frees the listener.
   void reset() noexcept {
