@@ -7,7 +7,8 @@
  *    (the host or another module); `micro_host_api_t` members are implemented by the host.
  *  - Growth: every struct that crosses the boundary starts with `struct_size` (or, for the module
  *    descriptor, the ABI version) and only ever grows by appending members. A reader checks
- *    `struct_size` before touching a member added in a later minor version (MICRO_HAS_MEMBER).
+ *    `struct_size` before touching a member added in a later minor version (MICRO_HAS_MEMBER),
+ *    and reads an absent member as zero, so a member added later must mean "the default" at 0.
  *    Arrays of growable structs are arrays of pointers, so an element's size never sets a stride.
  *  - Ownership: pointers passed as arguments are borrowed for the duration of the call; pointers
  *    passed to a callback are borrowed for the duration of that callback. Whoever needs data

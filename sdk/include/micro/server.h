@@ -10,7 +10,8 @@ typedef struct micro_reply_vtable {
   size_t struct_size;
   /* Sends the response (or `error`, when non-NULL) and frees the reply. Any thread. */
   void (*send)(void* self, const micro_error_t* error, const micro_message_t* response);
-  /* Nonzero once the caller has gone away (deadline passed, connection closed). Any thread. */
+  /* Nonzero once the caller has gone away (deadline passed, connection closed). Any thread, but
+   * not concurrently with or after send (send frees the reply). */
   int32_t (*cancelled)(void* self);
 } micro_reply_vtable_t;
 
@@ -32,7 +33,8 @@ enum {
 };
 
 /* One endpoint to serve. Everything is copied by `handle` except `ctx`, which must live until the
- * server is destroyed. */
+ * server's stop has completed (or, for a server never started, until it is destroyed): no
+ * handler runs after that. */
 typedef struct micro_endpoint_handler {
   size_t struct_size;
   micro_str_t name; /* "Greeter.Hello" */
@@ -51,7 +53,8 @@ typedef struct micro_server_vtable {
   void (*destroy)(void* self);
   /* Adds an endpoint; 409 when the name is taken. Before start only. */
   micro_error_t* (*handle)(void* self, const micro_endpoint_handler_t* handler);
-  /* Subscribes `handler` to `topic` through the broker once started; `ctx` lives until destroy. */
+  /* Subscribes `handler` to `topic` through the broker once started; `ctx` must live until stop
+   * has completed. */
   micro_error_t* (*subscribe)(void* self, micro_str_t topic,
                               const micro_subscribe_options_t* options,
                               micro_broker_handler_fn handler, void* ctx);

@@ -18,7 +18,8 @@ typedef struct micro_socket_vtable {
   void (*destroy)(void* self);
   /* Sends one message; `done` once it is written (or failed). One send at a time. */
   void (*send)(void* self, const micro_message_t* message, micro_done_fn done, void* ctx);
-  /* Receives the next message. One recv at a time. */
+  /* Receives the next message. At the peer's end of stream (its close_send) it completes with
+   * both `error` and `message` NULL. One recv at a time. */
   void (*recv)(void* self, micro_message_fn on_message, void* ctx);
   /* Half-close: tells the peer no more messages follow; receiving goes on. */
   void (*close_send)(void* self, micro_done_fn done, void* ctx);
