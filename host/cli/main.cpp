@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "micro/host/config.hpp"
+#include "scaffold.hpp"
 #include "micro/host/loader.hpp"
 #include "micro/host/logging.hpp"
 #include "micro/host/stack.hpp"
@@ -403,6 +404,18 @@ int main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand("run", "Assemble a service from TOML and run it until a signal");
   run_cmd->add_option("FILE", run_file, "config file (default: --config)");
   run_cmd->callback([&] { status = run(g, run_file); });
+
+  std::string new_kind, new_name, new_dir;
+  auto* new_cmd = app.add_subcommand("new", "Create something new");
+  new_cmd->require_subcommand(1);
+  auto* new_module = new_cmd->add_subcommand(
+      "module", "Scaffold an out-of-tree module project that builds against the installed SDK");
+  new_module->add_option("--kind", new_kind, "codec, transport, registry, selector, broker, "
+                                             "client, server, service or handler")
+      ->required();
+  new_module->add_option("--name", new_name, "module name, e.g. registry-mine")->required();
+  new_module->add_option("DIR", new_dir, "folder to create")->required();
+  new_module->callback([&] { status = micro::cli::new_module(new_kind, new_name, new_dir); });
 
   CallArgs call_args;
   auto add_call_options = [&](CLI::App* cmd) {
