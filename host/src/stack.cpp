@@ -345,6 +345,7 @@ Stack::BuildResult Stack::build(const Config& config, const ModuleLoader& loader
   for (micro_kind_t kind : order) {
     const KindConfig& kc = config.kinds.at(kind);
     for (const auto& module : chosen[kind]) {
+      stack->modules_.push_back(module);
       const micro_plugin_t* plugin = module->find_plugin(kind);
       // Hand over only what the plugin asked for.
       micro_dependencies_t deps{};

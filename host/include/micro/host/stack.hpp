@@ -91,6 +91,9 @@ class Stack {
  private:
   Stack() = default;
   Config config_;
+  // Declared before instances_, so libraries unload only after every instance is gone: another
+  // module's thread may still be returning through a destroyed instance's code.
+  std::vector<std::shared_ptr<LoadedModule>> modules_;
   std::vector<std::unique_ptr<Instance>> instances_;
 };
 
