@@ -102,6 +102,23 @@ TEST_F(CodecJson, RoundTripKeepsEveryField) {
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parse(back.value), p));
 }
 
+// Found by tests/fuzz: protobuf's converter never returned on a malformed packed field (growing its
+// output until memory ran out) and wrote partial JSON, with an OK status, for a truncated one.
+TEST_F(CodecJson, MalformedCanonicalBytesAreRefusedNotHalfWritten) {
+  const auto schema = person_schema();
+  const std::string bad[] = {
+      std::string("\x52\x22", 2),            // lucky: packed, runs past the end
+      "\x52\x0b" + std::string(11, '\xff'),  // lucky: a varint that never ends
+      std::string("\x42\x02\x0a\x05", 4)};   // home.street: truncated inside home
+  for (const std::string& canonical : bad) {
+    auto encoded = codec_.encode(kJson, canonical, &schema);
+    EXPECT_EQ(encoded.error.code(), 500);
+    EXPECT_NE(encoded.error.detail().find("not well-formed protobuf"), std::string::npos)
+        << encoded.error.detail();
+    EXPECT_TRUE(encoded.value.empty()) << encoded.value;
+  }
+}
+
 TEST_F(CodecJson, UnknownFieldIsRejectedNamingIt) {
   const auto schema = person_schema();
   auto decoded = codec_.decode(kJson, R"({"name":"Ann","nickname":"A"})", &schema);
