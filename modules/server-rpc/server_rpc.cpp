@@ -556,10 +556,6 @@ class ServerStream final : public micro::StreamImpl {
       frame.body = std::move(message.body);
     }
     if (message.header.count("micro-error")) frame.header["micro-error"] = message.header["micro-error"];
-    if (!head_sent_.exchange(true)) {
-      frame.header[":status"] = "200";
-      frame.header["content-type"] = content_type_;
-    }
     connection_->send(frame, guard(std::move(done)));
   }
 
@@ -581,18 +577,6 @@ class ServerStream final : public micro::StreamImpl {
   }
 
   void close_send(micro::Done done) override {
-    if (!head_sent_.exchange(true)) {
-      // A stream that ends before its first message still owes the caller a response head.
-      micro::Message head;
-      head.header[":status"] = "200";
-      head.header["content-type"] = content_type_;
-      auto alive = alive_;
-      connection_->send(head, [this, alive, done = std::move(done)](const micro::Error& e) mutable {
-        if (!e.ok()) return done(e);
-        connection_->socket().close_send(std::move(done));
-      });
-      return;
-    }
     connection_->socket().close_send(guard(std::move(done)));
   }
 
@@ -615,7 +599,6 @@ class ServerStream final : public micro::StreamImpl {
   std::shared_ptr<micro::EndpointHandler> handler_;
   std::string content_type_;
   micro::Codec codec_;
-  std::atomic<bool> head_sent_{false};
   std::shared_ptr<Alive> alive_;
 };
 
@@ -647,11 +630,23 @@ void RpcServer::dispatch_stream(const std::shared_ptr<Connection>& connection, m
   req.metadata = metadata_of(head);
   req.request_schema = handler->request_schema;
   req.response_schema = handler->response_schema;
-  auto impl = std::make_unique<ServerStream>(*this, connection, handler, content_type, codec);
-  micro::Stream stream(micro::to_handle(std::move(impl)));
-  micro::Error thrown =
-      micro::detail::guarded([&] { handler->on_stream(std::move(req), std::move(stream)); });
-  if (!thrown.ok()) log_.error("stream handler ", handler->name, " threw: ", thrown.detail());
+  // The caller's stream opens once it has the response head, so send it before the handler
+  // runs: a handler that reads first would otherwise wait for a caller waiting for it.
+  micro::Message response_head;
+  response_head.header[":status"] = "200";
+  response_head.header["content-type"] = content_type;
+  connection->send(response_head, [this, connection, handler, content_type, codec,
+                          req = std::move(req)](const micro::Error& sent) mutable {
+    if (!sent.ok()) {
+      call_finished();
+      return connection_ended(connection);
+    }
+    auto impl = std::make_unique<ServerStream>(*this, connection, handler, content_type, codec);
+    micro::Stream stream(micro::to_handle(std::move(impl)));
+    micro::Error thrown =
+        micro::detail::guarded([&] { handler->on_stream(std::move(req), std::move(stream)); });
+    if (!thrown.ok()) log_.error("stream handler ", handler->name, " threw: ", thrown.detail());
+  });
 }
 
 }  // namespace
