@@ -1,7 +1,6 @@
 // codec-json: JSON on the wire, protobuf binary as the canonical form, translated with
 // protobuf's own JSON mapping (proto3 JSON: lowerCamelCase and original field names accepted).
 // Untyped messages (no schema) must be valid JSON and pass through unchanged.
-#include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
@@ -71,7 +70,14 @@ class JsonCodec final : public micro::CodecPlugin {
     }
     auto parsed = schemas_.get(*schema);
     if (!parsed.ok()) return parsed.error;
-    if (micro::Error e = check_parses(canonical, *parsed.value->message); !e.ok()) return e;
+    // protobuf's binary-to-JSON converter trusts its input: on a packed field whose elements do
+    // not fill it (bytes 52 01 for field 10 of microtest.Person) it never returns, growing its
+    // output until memory runs out, and a truncated nested field comes out as partial JSON with
+    // an OK status. So the bytes are checked first.
+    if (micro::Error e = micro::protobuf::check_wire(canonical, parsed.value->message); !e.ok())
+      return micro::Error::internal("cannot write " + parsed.value->message->full_name() +
+                                    " as JSON: its " + std::to_string(canonical.size()) +
+                                    " bytes are not well-formed protobuf (" + e.detail() + ")");
     // The stream form reads the caller's bytes in place (the string form would copy them).
     google::protobuf::io::ArrayInputStream input(canonical.data(),
                                                  static_cast<int>(canonical.size()));
@@ -98,21 +104,6 @@ class JsonCodec final : public micro::CodecPlugin {
                           "codec-json does not handle '" + std::string(content_type) +
                               "' (it handles application/json)");
     return {};
-  }
-  // protobuf's binary-to-JSON converter trusts its input: on a malformed packed field (bytes 52 01
-  // for field 10 of microtest.Person) it never returns, growing its output until memory runs out,
-  // and a truncated nested field comes out as partial JSON with an OK status. So protobuf's parser
-  // checks the bytes first (partial: proto2 required fields are not the codec's business).
-  static micro::Error check_parses(std::string_view canonical,
-                                   const google::protobuf::Descriptor& type) {
-    google::protobuf::DynamicMessageFactory factory;
-    std::unique_ptr<google::protobuf::Message> message(factory.GetPrototype(&type)->New());
-    if (message->ParsePartialFromArray(canonical.data(), static_cast<int>(canonical.size())))
-      return {};
-    return micro::Error::internal("cannot write " + type.full_name() + " as JSON: its " +
-                                  std::to_string(canonical.size()) +
-                                  " bytes are not well-formed protobuf (a field is truncated or "
-                                  "malformed)");
   }
   static std::string message(const util::Status& status) {
     return std::string(status.message());

@@ -1,6 +1,7 @@
 // Codec, C++ side: CodecPlugin (implement it in a module) and Codec (call one).
 #pragma once
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -99,6 +100,11 @@ class CodecPlugin : public PluginBase {
   bool types_ready_ = false;
   std::vector<std::string> types_;
   std::vector<micro_str_t> type_views_;
+  // The output buffer decode/encode write into, kept between calls so that a steady stream of
+  // calls neither allocates nor regrows one. One call holds it at a time (spare_output_busy_);
+  // a call that finds it held uses a buffer of its own.
+  std::atomic_flag spare_output_busy_ = ATOMIC_FLAG_INIT;
+  std::string spare_output_;
 };
 
 namespace detail {
@@ -154,8 +160,35 @@ struct CodecAdapter {
     });
   }
 
+  // A kept buffer larger than this is freed after the call: one big message must not pin memory.
+  static constexpr size_t kMaxKeptOutput = 64 * 1024;
+
+  // The plugin's spare output buffer, emptied, if no other call holds it; released on scope exit.
+  class OutputBuffer {
+   public:
+    explicit OutputBuffer(CodecPlugin* codec) noexcept
+        : codec_(codec->spare_output_busy_.test_and_set(std::memory_order_acquire) ? nullptr
+                                                                                   : codec) {
+      if (codec_ != nullptr) codec_->spare_output_.clear();
+    }
+    ~OutputBuffer() {
+      if (codec_ == nullptr) return;
+      if (codec_->spare_output_.capacity() > kMaxKeptOutput)
+        std::string().swap(codec_->spare_output_);
+      codec_->spare_output_busy_.clear(std::memory_order_release);
+    }
+    OutputBuffer(const OutputBuffer&) = delete;
+    OutputBuffer& operator=(const OutputBuffer&) = delete;
+    std::string& get() noexcept { return codec_ != nullptr ? codec_->spare_output_ : own_; }
+
+   private:
+    CodecPlugin* codec_;
+    std::string own_;
+  };
+
   // The plugin writes into a std::string, which is then appended to the sink: one copy of the
-  // output, the price of a C++ type the plugin can fill freely.
+  // output, the price of a C++ type the plugin can fill freely. The string is the plugin's kept
+  // buffer, so in the steady state a call allocates nothing.
   static micro_error_t* transcode(void* self, Method method, micro_str_t content_type,
                                   micro_bytes_t input, const micro_schema_t* schema,
                                   micro_sink_t* out) noexcept {
@@ -165,10 +198,10 @@ struct CodecAdapter {
       const micro_sink_t sink = read_struct(out);
       const micro_schema_t s = read_struct(schema);
       const SchemaRef ref(to_view(s.file_descriptor_set), to_view(s.message_name));
-      std::string buffer;
+      OutputBuffer buffer(as(self));
       result = (as(self)->*method)(to_view(content_type), to_view(input),
-                                   schema != nullptr ? &ref : nullptr, buffer);
-      if (result.ok()) result = write_to_sink(sink, buffer);
+                                   schema != nullptr ? &ref : nullptr, buffer.get());
+      if (result.ok()) result = write_to_sink(sink, buffer.get());
     });
     return (thrown.ok() ? result : thrown).to_owned_c();
   }

@@ -1,10 +1,13 @@
 // Protobuf helpers for modules and generated code that work with schemas at run time: a cache
-// that turns a micro schema (serialized FileDescriptorSet + message name) into descriptors once.
+// that turns a micro schema (serialized FileDescriptorSet + message name) into descriptors once,
+// and a check that bytes are well-formed protobuf without building a message.
 // Optional: only code that includes this header needs protobuf.
 #pragma once
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <google/protobuf/util/type_resolver.h>
 #include <google/protobuf/util/type_resolver_util.h>
 
@@ -21,6 +24,122 @@
 namespace micro::protobuf {
 
 inline constexpr const char* kTypeUrlPrefix = "type.googleapis.com";
+
+namespace detail {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::internal::WireFormatLite;
+
+inline constexpr int kMaxWireDepth = 64;
+
+inline const char* wire_type_name(int type) {
+  switch (type) {
+    case WireFormatLite::WIRETYPE_VARINT:
+      return "varint";
+    case WireFormatLite::WIRETYPE_FIXED64:
+      return "fixed64";
+    case WireFormatLite::WIRETYPE_LENGTH_DELIMITED:
+      return "length-delimited";
+    case WireFormatLite::WIRETYPE_START_GROUP:
+      return "start-group";
+    case WireFormatLite::WIRETYPE_END_GROUP:
+      return "end-group";
+    case WireFormatLite::WIRETYPE_FIXED32:
+      return "fixed32";
+    default:
+      return "invalid";
+  }
+}
+
+// The elements of a packed repeated field fill its bytes exactly (protobuf's JSON converter loops
+// forever on one that does not).
+inline bool packed_elements_fit(std::string_view bytes, int element_wire_type) {
+  switch (element_wire_type) {
+    case WireFormatLite::WIRETYPE_FIXED32:
+      return bytes.size() % 4 == 0;
+    case WireFormatLite::WIRETYPE_FIXED64:
+      return bytes.size() % 8 == 0;
+    case WireFormatLite::WIRETYPE_VARINT: {
+      google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                                static_cast<int>(bytes.size()));
+      uint64_t value = 0;
+      while (static_cast<size_t>(in.CurrentPosition()) < bytes.size())
+        if (!in.ReadVarint64(&value)) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+inline Error check_wire(std::string_view bytes, const Descriptor* d, size_t base, int depth) {
+  if (depth > kMaxWireDepth)
+    return Error::bad_request("protobuf body nests deeper than " + std::to_string(kMaxWireDepth) +
+                              " at offset " + std::to_string(base));
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  // Only an error needs the message's name: building it on every call would cost an allocation
+  // per nested message of every well-formed body.
+  const auto where = [d]() -> std::string { return d != nullptr ? " of " + d->full_name() : ""; };
+  while (true) {
+    if (static_cast<size_t>(in.CurrentPosition()) == bytes.size()) return {};
+    const size_t at = base + static_cast<size_t>(in.CurrentPosition());
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0 || WireFormatLite::GetTagFieldNumber(tag) == 0)
+      return Error::bad_request("malformed protobuf: invalid field tag" + where() + " at offset " +
+                                std::to_string(at));
+    const int number = WireFormatLite::GetTagFieldNumber(tag);
+    const int wire = WireFormatLite::GetTagWireType(tag);
+    const FieldDescriptor* field = d != nullptr ? d->FindFieldByNumber(number) : nullptr;
+    if (field != nullptr) {
+      const int expected = WireFormatLite::WireTypeForFieldType(
+          static_cast<WireFormatLite::FieldType>(field->type()));
+      const bool packed = field->is_repeated() && field->is_packable() &&
+                          wire == WireFormatLite::WIRETYPE_LENGTH_DELIMITED;
+      if (wire != expected && !packed)
+        return Error::bad_request("malformed protobuf: field '" + field->name() + "' (" +
+                                  std::to_string(number) + ")" + where() + " at offset " +
+                                  std::to_string(at) + " is " + wire_type_name(wire) +
+                                  ", expected " + wire_type_name(expected));
+      if (field->type() == FieldDescriptor::TYPE_MESSAGE || packed) {
+        uint32_t length = 0;
+        if (!in.ReadVarint32(&length) ||
+            length > bytes.size() - static_cast<size_t>(in.CurrentPosition()))
+          return Error::bad_request("malformed protobuf: field '" + field->name() + "'" + where() +
+                                    " at offset " + std::to_string(at) + " is truncated");
+        const size_t body = static_cast<size_t>(in.CurrentPosition());
+        if (packed) {
+          if (!packed_elements_fit(bytes.substr(body, length), expected))
+            return Error::bad_request("malformed protobuf: packed field '" + field->name() + "'" +
+                                      where() + " at offset " + std::to_string(at) +
+                                      " does not hold a whole number of elements");
+        } else {
+          Error inner =
+              check_wire(bytes.substr(body, length), field->message_type(), base + body, depth + 1);
+          if (!inner.ok()) return inner;
+        }
+        in.Skip(static_cast<int>(length));
+        continue;
+      }
+    }
+    if (!WireFormatLite::SkipField(&in, tag))
+      return Error::bad_request(
+          "malformed protobuf: field " +
+          (field != nullptr ? "'" + field->name() + "' (" + std::to_string(number) + ")"
+                            : std::to_string(number)) +
+          where() + " at offset " + std::to_string(at) + " is truncated or malformed");
+  }
+}
+
+}  // namespace detail
+
+// Checks that `bytes` are well-formed protobuf without building a message: every tag, length and
+// nested message (against `type` when given; the framing only for NULL), and that packed repeated
+// fields hold whole elements. 400 naming the field and offset of the first fault.
+inline Error check_wire(std::string_view bytes, const google::protobuf::Descriptor* type) {
+  return detail::check_wire(bytes, type, 0, 0);
+}
 
 // A schema parsed into a descriptor pool. Immutable once built; share it freely across threads.
 struct ParsedSchema {
