@@ -236,6 +236,8 @@ class RpcServer final : public micro::ServerPlugin {
     drained_.notify_all();
   }
   asio::io_context& io() { return io_; }
+  const std::string& node_id() const { return node_id_; }
+  const std::string& service_name() const { return service_.name; }
   const micro::Logger& log() const { return log_; }
 
  private:
@@ -372,7 +374,7 @@ void answer(RpcServer& server, const std::shared_ptr<CallState>& call, const mic
   }
   micro::Message out;
   if (!error.ok()) {
-    out = error_message(micro::Error(error).with_id(call->endpoint), call->call_id);
+    out = error_message(micro::Error(error).with_id(server.service_name()), call->call_id);
   } else {
     out.header = std::move(response.header);
     if (call->response_schema) {
@@ -392,6 +394,7 @@ void answer(RpcServer& server, const std::shared_ptr<CallState>& call, const mic
     out.header[":status"] = "200";
     if (!call->call_id.empty()) out.header["micro-id"] = call->call_id;
   }
+  out.header["micro-node"] = server.node_id();
   auto connection = call->connection;
   connection->send(out, [&server, connection](const micro::Error& sent) {
     server.call_finished();
