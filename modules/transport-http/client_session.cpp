@@ -1,0 +1,447 @@
+#include "client_session.hpp"
+
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <optional>
+
+#include "address.hpp"
+#include "session_core.hpp"
+#include "socket.hpp"
+
+namespace micro::transport_http {
+
+namespace {
+
+template <class Stream>
+class ClientSession final : public SessionCore<Stream> {
+  using Core = SessionCore<Stream>;
+  using Core::close_reason_;
+  using Core::closed_;
+  using Core::completions_;
+  using Core::conn_;
+  using Core::peer_;
+  using Core::rt_;
+  using Core::strand_;
+  using Done = std::function<void(const Error&)>;
+
+ public:
+  ClientSession(Runtime& rt, std::string address, HostPort target, const DialOptions& options,
+                net::any_io_executor strand)
+      : Core(rt, strand, "connection to " + address),
+        address_(std::move(address)),
+        target_(std::move(target)),
+        stream_mode_(options.stream),
+        connect_timeout_(options.timeout_ms != 0 ? Millis(options.timeout_ms)
+                                                 : rt.settings.connect_timeout),
+        read_timeout_(options.timeout_ms != 0 ? Millis(options.timeout_ms)
+                                              : rt.settings.read_timeout),
+        resolver_(strand),
+        resolve_timer_(strand) {}
+
+  std::string local_address() const override { return local_; }
+  std::string remote_address() const override { return address_; }
+
+  // A pooled connection, known open: the socket is ready at once.
+  void adopt(std::unique_ptr<typename Core::Conn> conn) {
+    conn_ = std::move(conn);
+    local_ = conn_->local_address();
+  }
+
+  // On the strand: connects, then hands the socket to `on_dialed`.
+  void start(SocketImplCallback on_dialed) {
+    connect_fresh([self = this->shared_from_this(), this, on_dialed](const Error& error) {
+      if (!error.ok()) {
+        this->hard_close(error);
+        return on_dialed(error, nullptr);
+      }
+      on_dialed({}, std::make_unique<HttpSocket>(self));
+    });
+  }
+
+ private:
+  enum class Exchange { idle, sending, awaiting_response, receiving };
+  enum class Request { none, head_sent, ended };
+
+  // ---- connecting: resolve, then connect, within connect_timeout
+  void connect_fresh(Done then) {
+    if (closed_) return then(close_reason_);
+    if (conn_) conn_->close();
+    conn_ = std::make_unique<typename Core::Conn>(Stream(strand_));
+    const auto deadline = std::chrono::steady_clock::now() + connect_timeout_;
+    resolving_ = true;
+    resolve_timed_out_ = false;
+    resolve_timer_.expires_at(deadline);
+    resolve_timer_.async_wait([self = this->shared_from_this(), this](beast::error_code ec) {
+      if (ec || !resolving_) return;
+      resolve_timed_out_ = true;
+      resolver_.cancel();
+    });
+    resolver_.async_resolve(
+        target_.host, target_.port,
+        [self = this->shared_from_this(), this, then, deadline](
+            beast::error_code ec, tcp::resolver::results_type results) {
+          resolving_ = false;
+          resolve_timer_.cancel();
+          if (resolve_timed_out_) return then(timed_out("resolving the host"));
+          if (closed_) return then(close_reason_);
+          if (ec)
+            return then(Error(
+                503, "cannot resolve '" + target_.host + "' for " + peer_ + ": " + ec.message(),
+                kModule));
+          conn_->tcp_layer().expires_at(deadline);
+          conn_->tcp_layer().async_connect(
+              results, [self, this, then](beast::error_code ec, const tcp::endpoint&) {
+                if (ec == beast::error::timeout) return then(timed_out("connecting"));
+                if (ec) return then(this->failure(ec, "connecting", connect_timeout_));
+                beast::error_code ignored;
+                conn_->socket().set_option(tcp::no_delay(true), ignored);
+                local_ = conn_->local_address();
+                conn_dead_ = false;
+                then({});
+              });
+        });
+  }
+
+  Error timed_out(const char* doing) const {
+    return Error(408,
+                 peer_ + " timed out after " + std::to_string(connect_timeout_.count()) +
+                     " ms while " + doing,
+                 kModule);
+  }
+
+  void on_closing() override {
+    resolver_.cancel();
+    resolve_timer_.cancel();
+  }
+
+  // ---- unary: send writes the request, recv reads its response
+  void on_send(Message message) override {
+    if (closed_) return completions_.send(close_reason_);
+    if (stream_mode_) return stream_send(std::move(message));
+    if (send_closed_)
+      return completions_.send(
+          Error::bad_request("send after close_send on " + peer_).with_id(kModule));
+    if (exchange_ != Exchange::idle)
+      return completions_.send(Error::conflict("send: the response to the previous request on " +
+                                               peer_ + " has not been received")
+                                   .with_id(kModule));
+    auto request = std::make_shared<http::request<http::string_body>>();
+    const Error invalid =
+        detail::guarded([&] { fill_request_head(message, address_, request->base()); });
+    if (!invalid.ok())
+      return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+    request->body() = std::move(message.body);
+    request->keep_alive(true);
+    request->prepare_payload();
+    request_ = std::move(request);
+    head_request_ = request_->method() == http::verb::head;
+    retried_ = false;
+    reusable_ = false;
+    exchange_ = Exchange::sending;
+    user_send_pending_ = true;
+    if (!conn_ || conn_dead_) {
+      may_retry_ = false;
+      return connect_fresh([self = this->shared_from_this(), this](const Error& error) {
+        if (!error.ok()) return fail_exchange(error);
+        write_request();
+      });
+    }
+    // A connection that has carried an exchange may have been closed by the server while idle:
+    // a request it loses before any response byte is sent again, once, on a fresh connection.
+    may_retry_ = conn_->exchanges > 0;
+    write_request();
+  }
+
+  void write_request() {
+    auto request = request_;
+    this->queue_write(
+        [this, request](typename Core::WriteHandler handler) {
+          http::async_write(conn_->stream, *request, std::move(handler));
+        },
+        [self = this->shared_from_this(), this](beast::error_code ec) {
+          if (ec) {
+            if (may_retry_ && !retried_ && closed_by_peer(ec) && !closed_) return retry();
+            return fail_exchange(
+                this->failure(ec, "writing the request", rt_.settings.write_timeout));
+          }
+          exchange_ = Exchange::awaiting_response;
+          if (user_send_pending_) {
+            user_send_pending_ = false;
+            completions_.send({});
+          }
+          if (recv_waiting_) {
+            recv_waiting_ = false;
+            start_response();
+          }
+        });
+  }
+
+  void retry() {
+    retried_ = true;
+    rt_.log.debug("retrying a request on a fresh connection: ", peer_, " was closed while idle");
+    exchange_ = Exchange::sending;
+    connect_fresh([self = this->shared_from_this(), this](const Error& error) {
+      if (!error.ok()) return fail_exchange(error);
+      write_request();
+    });
+  }
+
+  void on_recv() override {
+    if (closed_) return completions_.recv(close_reason_, std::nullopt);
+    if (stream_mode_) return stream_recv();
+    switch (exchange_) {
+      case Exchange::sending:
+        recv_waiting_ = true;
+        return;
+      case Exchange::awaiting_response:
+        return start_response();
+      case Exchange::receiving:
+        return;
+      case Exchange::idle:
+        return completions_.recv(
+            Error::bad_request("recv: no request is waiting for its response on " + peer_)
+                .with_id(kModule),
+            std::nullopt);
+    }
+  }
+
+  void start_response() {
+    exchange_ = Exchange::receiving;
+    new_reader();
+    read_response_head();
+  }
+
+  void new_reader() {
+    reader_.emplace(rt_.settings.limits);
+    if (head_request_) reader_->parser().skip(true);
+    body_.clear();
+  }
+
+  void read_response_head() {
+    conn_->tcp_layer().expires_after(read_timeout_);
+    http::async_read_header(
+        conn_->stream, conn_->buffer, reader_->parser(),
+        [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
+          if (ec) {
+            if (may_retry_ && !retried_ && !reader_->parser().got_some() && closed_by_peer(ec) &&
+                !closed_) {
+              recv_waiting_ = true;  // read again once the request is written again
+              return retry();
+            }
+            return fail_exchange(response_error(ec, "waiting for the response"));
+          }
+          const unsigned status = reader_->parser().get().result_int();
+          if (status >= 100 && status < 200 && status != 101) {  // interim (100 Continue): skip
+            new_reader();
+            return read_response_head();
+          }
+          read_body([self, this](const Error& error) {
+            if (!error.ok()) return fail_exchange(error);
+            finish_response();
+          });
+        });
+  }
+
+  // Reads the rest of the response body into body_.
+  void read_body(Done then) {
+    if (reader_->parser().is_done()) return then({});
+    conn_->tcp_layer().expires_after(read_timeout_);
+    reader_->prepare_body(reader_->next_body_window());
+    http::async_read(conn_->stream, conn_->buffer, reader_->parser(),
+                     [self = this->shared_from_this(), this, then](beast::error_code ec, size_t) {
+                       reader_->commit_body(body_);
+                       if (ec == http::error::need_buffer) return read_body(then);
+                       if (ec) return then(response_error(ec, "reading the response body"));
+                       then({});
+                     });
+  }
+
+  Error response_error(const beast::error_code& ec, std::string_view doing) const {
+    if (is_parse_error(ec)) {
+      const Error parsed = parse_error(ec, "response from " + address_);
+      return Error(parsed.code() == 400 ? 502 : parsed.code(), parsed.detail(), kModule);
+    }
+    return this->failure(ec, doing, read_timeout_);
+  }
+
+  void finish_response() {
+    Message response = reader_->head();
+    response.body = std::move(body_);
+    body_.clear();
+    exchange_ = Exchange::idle;
+    ++conn_->exchanges;
+    conn_dead_ = !reader_->parser().get().keep_alive();
+    reusable_ = !conn_dead_ && conn_->buffer.size() == 0 && !send_closed_;
+    completions_.recv({}, std::move(response));
+  }
+
+  // The exchange failed: the connection is dropped (a later send connects afresh) and whoever
+  // waits hears why.
+  void fail_exchange(const Error& error) {
+    exchange_ = Exchange::idle;
+    conn_dead_ = true;
+    if (conn_) conn_->close();
+    if (user_send_pending_) {
+      user_send_pending_ = false;
+      completions_.send(error);
+    }
+    recv_waiting_ = false;
+    completions_.recv(error, std::nullopt);
+  }
+
+  void on_close_send() override {
+    if (closed_) return completions_.close_send(close_reason_);
+    if (!stream_mode_) {  // a unary socket: no more requests (the connection may still be pooled)
+      send_closed_ = true;
+      return completions_.close_send({});
+    }
+    if (request_state_ == Request::ended) return completions_.close_send({});
+    if (request_state_ == Request::none) write_stream_request_head(Message{});
+    request_state_ = Request::ended;
+    this->write_last_chunk([self = this->shared_from_this(), this](beast::error_code ec) {
+      if (ec) {
+        const Error error = this->failure(ec, "ending the stream", rt_.settings.write_timeout);
+        this->hard_close(error);
+        return completions_.close_send(error);
+      }
+      completions_.close_send({});
+    });
+  }
+
+  void on_released() override {
+    const bool clean = !stream_mode_ && exchange_ == Exchange::idle && conn_ && !conn_dead_ &&
+                       !closed_ && conn_->buffer.size() == 0 && rt_.settings.pool_size > 0;
+    if (!clean) return this->close_after_writes(this->closed_locally());
+    closed_ = true;
+    rt_.pool.put(address_, std::move(conn_));
+  }
+
+  bool wait_on_release() const override { return reusable_.load(); }
+
+  // ---- stream: the first send opens it, later sends are frames; recv gives the response head,
+  // then frames, then the end
+  void stream_send(Message message) {
+    if (request_state_ == Request::ended)
+      return completions_.send(
+          Error::bad_request("send after close_send on " + peer_).with_id(kModule));
+    if (request_state_ == Request::head_sent) return this->send_frame(message);
+    const bool has_frame = !message.body.empty();
+    const Error invalid = write_stream_request_head(
+        message, [self = this->shared_from_this(), this, has_frame](beast::error_code ec) {
+          if (ec) {
+            const Error error =
+                this->failure(ec, "writing the stream's request head", rt_.settings.write_timeout);
+            this->hard_close(error);
+            return completions_.send(error);
+          }
+          if (!has_frame) completions_.send({});
+        });
+    if (!invalid.ok()) return completions_.send(invalid);
+    if (has_frame) this->send_frame(message);
+  }
+
+  Error write_stream_request_head(
+      const Message& message, typename Core::WriteThen then = [](beast::error_code) {}) {
+    auto head = std::make_shared<http::request<http::empty_body>>();
+    const Error invalid =
+        detail::guarded([&] { fill_request_head(message, address_, head->base()); });
+    if (!invalid.ok()) return Error(invalid.code(), "send: " + invalid.detail(), kModule);
+    head->set("Micro-Stream", "1");
+    head->keep_alive(true);
+    head->chunked(true);
+    request_state_ = Request::head_sent;
+    this->write_stream_head(std::move(head), std::move(then));
+    return {};
+  }
+
+  void stream_recv() {
+    if (response_done_) return completions_.recv({}, std::nullopt);
+    if (head_received_) {
+      return this->recv_frame(*reader_, *frames_, [this] {
+        response_done_ = true;
+        completions_.recv({}, std::nullopt);
+      });
+    }
+    new_reader();
+    conn_->tcp_layer().expires_after(read_timeout_);
+    http::async_read_header(
+        conn_->stream, conn_->buffer, reader_->parser(),
+        [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
+          if (ec) return this->fail(response_error(ec, "waiting for the stream's response"));
+          head_received_ = true;
+          if (!reader_->parser().chunked()) {
+            // Not a stream after all (an error answered at once): the whole reply, then the end.
+            return read_body([self, this](const Error& error) {
+              if (!error.ok()) return this->fail(error);
+              response_done_ = true;
+              Message reply = reader_->head();
+              reply.body = std::move(body_);
+              completions_.recv({}, std::move(reply));
+            });
+          }
+          reader_->unlimited_body();
+          frames_.emplace(rt_.settings.limits.max_body_bytes);
+          completions_.recv({}, reader_->head());
+        });
+  }
+
+  const std::string address_;
+  const HostPort target_;
+  const bool stream_mode_;
+  const Millis connect_timeout_;
+  const Millis read_timeout_;
+  tcp::resolver resolver_;
+  net::steady_timer resolve_timer_;
+  bool resolving_ = false;
+  bool resolve_timed_out_ = false;
+  std::string local_;
+
+  std::optional<MessageReader<false>> reader_;
+  std::string body_;
+
+  // unary
+  std::shared_ptr<http::request<http::string_body>> request_;  // kept for a retry
+  Exchange exchange_ = Exchange::idle;
+  bool head_request_ = false;
+  bool may_retry_ = false;
+  bool retried_ = false;
+  bool user_send_pending_ = false;  // the write under way completes a user's send
+  bool recv_waiting_ = false;       // a recv came before the request was written
+  bool conn_dead_ = false;          // the connection cannot carry another request
+  bool send_closed_ = false;
+  std::atomic<bool> reusable_{false};  // read by release() on the destroying thread
+
+  // stream
+  Request request_state_ = Request::none;
+  bool head_received_ = false;
+  bool response_done_ = false;
+  std::optional<FrameDecoder> frames_;
+};
+
+}  // namespace
+
+void dial_http(Runtime& runtime, const std::string& address, const DialOptions& options,
+               SocketImplCallback on_dialed) {
+  HostPort target;
+  if (!split_host_port(address, target) || target.host.empty())
+    return on_dialed(
+        Error::bad_request("dial: '" + address + "' is not host:port").with_id(kModule), nullptr);
+  using Session = ClientSession<beast::tcp_stream>;
+  if (!options.stream) {
+    if (auto conn = runtime.pool.take(address)) {
+      auto session =
+          std::make_shared<Session>(runtime, address, target, options, conn->stream.get_executor());
+      session->adopt(std::move(conn));
+      runtime.sessions.add(session);
+      return on_dialed({}, std::make_unique<HttpSocket>(session));
+    }
+  }
+  auto session =
+      std::make_shared<Session>(runtime, address, target, options, net::make_strand(runtime.ioc));
+  runtime.sessions.add(session);
+  net::post(session->strand(), [session, on_dialed = std::move(on_dialed)]() mutable {
+    session->start(std::move(on_dialed));
+  });
+}
+
+}  // namespace micro::transport_http

@@ -1,0 +1,83 @@
+// Stream frames (docs/rpc-wire.md, "Streams"): 1 byte of flags (0 a message, 1 an error), a
+// 4-byte big-endian payload length, then the payload. Frames ride in a chunked body and need not
+// line up with its chunks, so the decoder works on the body's bytes as they arrive.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "micro/error.hpp"
+
+namespace micro::transport_http {
+
+enum class FrameKind : uint8_t { message = 0, error = 1 };
+
+struct Frame {
+  FrameKind kind = FrameKind::message;
+  std::string payload;
+};
+
+constexpr size_t kFrameHeaderBytes = 5;
+
+inline std::array<char, kFrameHeaderBytes> frame_header(FrameKind kind, uint32_t payload_size) {
+  return {static_cast<char>(kind), static_cast<char>((payload_size >> 24) & 0xff),
+          static_cast<char>((payload_size >> 16) & 0xff),
+          static_cast<char>((payload_size >> 8) & 0xff), static_cast<char>(payload_size & 0xff)};
+}
+
+// Body bytes received and not yet taken, and the frames cut from them.
+class FrameDecoder {
+ public:
+  explicit FrameDecoder(uint64_t max_payload) : max_payload_(max_payload) {}
+
+  // Bytes are appended here (by the HTTP reader).
+  std::string& bytes() noexcept { return bytes_; }
+  // True when some bytes of a frame have arrived but not all of it.
+  bool has_partial() const noexcept { return bytes_.size() > start_; }
+
+  // The next whole frame, or nullopt when more bytes are needed (or `error` was set: bad flags,
+  // or a payload over the limit; the stream cannot go on after that).
+  std::optional<Frame> next(Error& error) {
+    const size_t available = bytes_.size() - start_;
+    if (available < kFrameHeaderBytes) return std::nullopt;
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes_.data() + start_);
+    if (p[0] > 1) {
+      error = Error::bad_request("stream frame with unknown flags " + std::to_string(p[0]));
+      return std::nullopt;
+    }
+    const uint64_t size =
+        (uint64_t(p[1]) << 24) | (uint64_t(p[2]) << 16) | (uint64_t(p[3]) << 8) | uint64_t(p[4]);
+    if (size > max_payload_) {
+      error =
+          Error(413, "stream frame of " + std::to_string(size) + " bytes exceeds max_body_bytes (" +
+                         std::to_string(max_payload_) + ")");
+      return std::nullopt;
+    }
+    if (available < kFrameHeaderBytes + size) return std::nullopt;
+    Frame frame{static_cast<FrameKind>(p[0]),
+                bytes_.substr(start_ + kFrameHeaderBytes, static_cast<size_t>(size))};
+    start_ += kFrameHeaderBytes + static_cast<size_t>(size);
+    compact();
+    return frame;
+  }
+
+ private:
+  // Drops taken bytes once they are most of the buffer, so it does not grow without bound.
+  void compact() {
+    if (start_ == bytes_.size()) {
+      bytes_.clear();
+      start_ = 0;
+    } else if (start_ > 65536 && start_ * 2 > bytes_.size()) {
+      bytes_.erase(0, start_);
+      start_ = 0;
+    }
+  }
+
+  uint64_t max_payload_;
+  std::string bytes_;
+  size_t start_ = 0;
+};
+
+}  // namespace micro::transport_http

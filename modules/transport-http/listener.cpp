@@ -1,0 +1,119 @@
+#include "listener.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "address.hpp"
+#include "completions.hpp"
+#include "connection.hpp"
+#include "server_session.hpp"
+#include "socket.hpp"
+#include "wire.hpp"
+
+namespace micro::transport_http {
+
+// The accept loop, on its own strand; shared with its handlers so it outlives the listener.
+class HttpListener::Acceptor : public std::enable_shared_from_this<Acceptor> {
+ public:
+  Acceptor(Runtime& runtime, SocketImplCallback on_accept)
+      : runtime_(runtime),
+        on_accept_(std::move(on_accept)),
+        strand_(net::make_strand(runtime.ioc)),
+        acceptor_(strand_),
+        backoff_(strand_) {}
+
+  // Synchronous: called before the acceptor is shared with any handler.
+  std::string bind(const std::string& address) {
+    HostPort where;
+    if (!split_host_port(address, where))
+      throw Exception(
+          Error::bad_request("listen: '" + address + "' is not host:port").with_id(kModule));
+    beast::error_code ec;
+    tcp::resolver resolver(runtime_.ioc);
+    const auto found =
+        resolver.resolve(where.host.empty() ? "0.0.0.0" : where.host, where.port,
+                         tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+    if (ec || found.empty())
+      throw Exception(Error(
+          503,
+          "cannot listen on " + address + ": cannot resolve '" + where.host + "': " + ec.message(),
+          kModule));
+    const tcp::endpoint endpoint = found.begin()->endpoint();
+    const auto check = [&](const char* step) {
+      if (ec)
+        throw Exception(
+            Error(503, "cannot listen on " + address + ": " + step + ": " + ec.message(), kModule));
+    };
+    acceptor_.open(endpoint.protocol(), ec);
+    check("open");
+    acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    check("SO_REUSEADDR");
+    acceptor_.bind(endpoint, ec);
+    check("bind");
+    acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    check("listen");
+    const auto bound = acceptor_.local_endpoint(ec);
+    check("local address");
+    return to_string(bound);
+  }
+
+  void start() {
+    net::post(strand_, [self = shared_from_this()] { self->accept(); });
+  }
+
+  // Any thread: no on_accept after it returns; the acceptor closes on its strand.
+  void stop() {
+    gate_.shut();
+    net::post(strand_, [self = shared_from_this()] {
+      beast::error_code ignored;
+      self->acceptor_.close(ignored);
+      self->backoff_.cancel();
+    });
+  }
+
+ private:
+  void accept() {
+    if (!acceptor_.is_open()) return;
+    acceptor_.async_accept(net::make_strand(runtime_.ioc),
+                           [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                             self->on_accepted(ec, std::move(socket));
+                           });
+  }
+
+  void on_accepted(beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {  // out of descriptors, or the like: say so and try again shortly
+      runtime_.log.warn("accept failed: ", ec.message(), "; retrying in 100 ms");
+      backoff_.expires_after(std::chrono::milliseconds(100));
+      backoff_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
+        if (!wait_ec) self->accept();
+      });
+      return;
+    }
+    auto accepted = std::make_unique<HttpSocket>(
+        make_server_session(runtime_, beast::tcp_stream(std::move(socket))));
+    runtime_.log.trace("accepted ", accepted->remote_address());
+    gate_.run([&] { on_accept_({}, std::move(accepted)); });
+    accept();  // the next, once this one is handed over: one on_accept at a time
+  }
+
+  Runtime& runtime_;
+  SocketImplCallback on_accept_;
+  CallbackGate gate_;
+  net::strand<net::io_context::executor_type> strand_;
+  tcp::acceptor acceptor_;
+  net::steady_timer backoff_;
+};
+
+HttpListener::HttpListener(Runtime& runtime, const std::string& address,
+                           SocketImplCallback on_accept)
+    : acceptor_(std::make_shared<Acceptor>(runtime, std::move(on_accept))) {
+  address_ = acceptor_->bind(address);
+  acceptor_->start();
+  runtime.log.debug("listening on ", address_);
+}
+
+HttpListener::~HttpListener() { acceptor_->stop(); }
+
+}  // namespace micro::transport_http

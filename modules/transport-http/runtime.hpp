@@ -1,0 +1,86 @@
+// What every object of one transport instance shares: the io_context and its threads' settings,
+// the logger, the pool, and the registry of live sessions (closed when the transport goes).
+//
+// Threading model (the one place it is described; README.md repeats it for users): one
+// io_context run by `threads` threads. Each connection has a strand (its stream's executor);
+// every state change of a session happens on it, so a session needs no lock but the one guarding
+// its pending user callbacks (Completions). Calls from users (any thread) post to the strand.
+// Completions and accept callbacks run on transport threads, except that close() and destroy
+// complete pending operations with 499 on the calling thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "micro/log.hpp"
+#include "micro/transport.hpp"
+#include "pool.hpp"
+#include "settings.hpp"
+
+namespace micro::transport_http {
+
+// A connection's socket-facing side, as the SocketImpl facade (socket.hpp) and the transport see
+// it. Public methods may be called from any thread.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void send(Message message, Done done) = 0;
+  virtual void recv(MessageCallback on_message) = 0;
+  virtual void close_send(Done done) = 0;
+  // Pending operations complete with 499 (here); the connection closes.
+  virtual void close() = 0;
+  // The facade is being destroyed: like close, then waits for callbacks running elsewhere; the
+  // connection is closed, or given to the pool when it is clean.
+  virtual void release() = 0;
+  // The transport is going away: close now.
+  virtual void abort() = 0;
+  // Fixed once the socket is handed out.
+  virtual std::string local_address() const = 0;
+  virtual std::string remote_address() const = 0;
+};
+
+// Live sessions, so the transport can close them all before its threads stop.
+class SessionRegistry {
+ public:
+  void add(const std::shared_ptr<SessionBase>& session) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    sessions_[session.get()] = session;
+  }
+  void remove(SessionBase* session) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    sessions_.erase(session);
+  }
+  void abort_all() {
+    std::vector<std::shared_ptr<SessionBase>> live;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& [raw, weak] : sessions_)
+        if (auto session = weak.lock()) live.push_back(std::move(session));
+    }
+    for (auto& session : live) session->abort();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
+};
+
+struct Runtime {
+  Runtime(const Settings& s, const Logger& logger)
+      : ioc(s.threads), settings(s), log(logger), pool(ioc, s.pool_size, s.pool_idle) {}
+
+  // True on one of this transport's threads (where waiting for a strand could deadlock).
+  bool on_transport_thread() noexcept { return ioc.get_executor().running_in_this_thread(); }
+
+  net::io_context ioc;
+  const Settings settings;
+  const Logger log;
+  SessionRegistry sessions;
+  ConnectionPool<beast::tcp_stream> pool;
+};
+
+}  // namespace micro::transport_http

@@ -1,0 +1,322 @@
+#include "server_session.hpp"
+
+#include <optional>
+
+#include "session_core.hpp"
+
+namespace micro::transport_http {
+
+namespace {
+
+bool expects_continue(const http::request_header<>& head) {
+  auto it = head.find(http::field::expect);
+  return it != head.end() && beast::iequals(it->value(), "100-continue");
+}
+
+template <class Stream>
+class ServerSession final : public SessionCore<Stream> {
+  using Core = SessionCore<Stream>;
+  using Core::close_reason_;
+  using Core::closed_;
+  using Core::completions_;
+  using Core::conn_;
+  using Core::peer_;
+  using Core::rt_;
+
+ public:
+  ServerSession(Runtime& rt, Stream stream, std::string remote)
+      : Core(rt, stream.get_executor(), "connection from " + remote), remote_(std::move(remote)) {
+    conn_ = std::make_unique<typename Core::Conn>(std::move(stream));
+    local_ = conn_->local_address();
+  }
+
+  std::string local_address() const override { return local_; }
+  std::string remote_address() const override { return remote_; }
+
+ private:
+  enum class Reading { between_requests, unary_body, stream_body, finished };
+  enum class Reply { none, head_sent, ended };
+
+  // ---- receiving
+  void on_recv() override {
+    if (closed_) return completions_.recv(close_reason_, std::nullopt);
+    switch (reading_) {
+      case Reading::between_requests:
+        return start_request();
+      case Reading::stream_body:
+        return this->recv_frame(*reader_, *frames_, [this] {
+          reading_ = Reading::between_requests;
+          completions_.recv({}, std::nullopt);
+        });
+      case Reading::finished:
+        return completions_.recv({}, std::nullopt);
+      case Reading::unary_body:
+        return;  // a read is under way for the pending recv
+    }
+  }
+
+  void start_request() {
+    reader_.emplace(rt_.settings.limits);
+    frames_.reset();
+    if (conn_->buffer.size() > 0) return read_head();
+    // Waiting for the next request: idle_timeout, until its first byte arrives.
+    conn_->tcp_layer().expires_after(rt_.settings.idle_timeout);
+    conn_->stream.async_read_some(conn_->buffer.prepare(4096), [self = this->shared_from_this(),
+                                                                this](beast::error_code ec,
+                                                                      size_t n) {
+      if (ec == net::error::eof) {
+        reading_ = Reading::finished;
+        return completions_.recv({}, std::nullopt);  // the client closed between requests
+      }
+      if (ec)
+        return this->fail(this->failure(ec, "waiting for a request", rt_.settings.idle_timeout));
+      conn_->buffer.commit(n);
+      read_head();
+    });
+  }
+
+  void read_head() {
+    conn_->tcp_layer().expires_after(rt_.settings.header_timeout);
+    http::async_read_header(
+        conn_->stream, conn_->buffer, reader_->parser(),
+        [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
+          if (ec == http::error::end_of_stream) {
+            reading_ = Reading::finished;
+            return completions_.recv({}, std::nullopt);
+          }
+          if (ec == beast::error::timeout)  // the stream has closed itself: no reply possible
+            return this->fail(Error(408,
+                                    "the request head from " + remote_ +
+                                        " was not complete within " +
+                                        std::to_string(rt_.settings.header_timeout.count()) + " ms",
+                                    kModule));
+          if (is_parse_error(ec)) return reject(parse_error(ec, "request from " + remote_));
+          if (ec)
+            return this->fail(
+                this->failure(ec, "reading a request head", rt_.settings.header_timeout));
+          on_head();
+        });
+  }
+
+  void on_head() {
+    const auto& head = reader_->parser().get();
+    keep_alive_ = head.keep_alive();
+    version_ = head.version();
+    head_request_ = head.method() == http::verb::head;
+    if (expects_continue(head) && !reader_->parser().is_done()) {
+      auto interim =
+          std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
+      this->queue_write(
+          [this, interim](typename Core::WriteHandler handler) {
+            http::async_write(conn_->stream, *interim, std::move(handler));
+          },
+          [](beast::error_code) {});
+    }
+    if (is_stream_request(head)) {
+      reader_->unlimited_body();
+      frames_.emplace(rt_.settings.limits.max_body_bytes);
+      reading_ = Reading::stream_body;
+      streaming_ = true;
+      reply_ = Reply::none;
+      ++unanswered_;
+      return completions_.recv({}, reader_->head());
+    }
+    streaming_ = false;
+    reading_ = Reading::unary_body;
+    body_.clear();
+    read_body();
+  }
+
+  void read_body() {
+    if (reader_->parser().is_done()) return finish_unary();
+    conn_->tcp_layer().expires_after(rt_.settings.read_timeout);
+    reader_->prepare_body(reader_->next_body_window());
+    http::async_read(conn_->stream, conn_->buffer, reader_->parser(),
+                     [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
+                       reader_->commit_body(body_);
+                       if (ec == http::error::need_buffer) return read_body();
+                       if (ec == beast::error::timeout)
+                         return this->fail(Error(
+                             408,
+                             "the request body from " + remote_ + " was not complete within " +
+                                 std::to_string(rt_.settings.read_timeout.count()) + " ms",
+                             kModule));
+                       if (is_parse_error(ec))
+                         return reject(parse_error(ec, "request from " + remote_));
+                       if (ec)
+                         return this->fail(this->failure(ec, "reading a request body",
+                                                         rt_.settings.read_timeout));
+                       finish_unary();
+                     });
+  }
+
+  void finish_unary() {
+    Message request = reader_->head();
+    request.body = std::move(body_);
+    body_.clear();
+    reading_ = Reading::between_requests;
+    ++unanswered_;
+    completions_.recv({}, std::move(request));
+  }
+
+  // Answers a request the transport refuses (400, 408, 413, 431), then closes: the pending recv
+  // fails with the same error. The connection lingers, reading and dropping what the client still
+  // sends, so the reply is not lost to a reset.
+  void reject(const Error& error) {
+    reading_ = Reading::finished;
+    if (reply_ == Reply::head_sent || closed_) return this->fail(error);
+    rejecting_ = true;
+    auto reply =
+        std::make_shared<http::response<http::string_body>>(error_response(error, version_));
+    this->queue_write(
+        [this, reply](typename Core::WriteHandler handler) {
+          http::async_write(conn_->stream, *reply, std::move(handler));
+        },
+        [self = this->shared_from_this(), this](beast::error_code ec) {
+          if (ec)
+            return this->hard_close(
+                this->failure(ec, "writing an error reply", rt_.settings.write_timeout));
+          conn_->shutdown_send();
+          linger();
+        });
+    completions_.recv(error, std::nullopt);
+  }
+
+  void linger() {
+    if (closed_) return;
+    conn_->tcp_layer().expires_after(rt_.settings.linger);
+    conn_->buffer.consume(conn_->buffer.size());
+    conn_->stream.async_read_some(
+        conn_->buffer.prepare(64 * 1024),
+        [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
+          if (ec) return this->hard_close(this->closed_locally());
+          linger();
+        });
+  }
+
+  // ---- sending
+  void on_send(Message message) override {
+    if (closed_) return completions_.send(close_reason_);
+    if (send_closed_)
+      return completions_.send(
+          Error::bad_request("send after close_send on " + peer_).with_id(kModule));
+    if (streaming_ && reply_ == Reply::head_sent) return this->send_frame(message);
+    if (unanswered_ == 0)
+      return completions_.send(
+          Error::bad_request("send: no request to answer on " + peer_).with_id(kModule));
+    if (streaming_) return send_stream_head(std::move(message));
+    send_unary(std::move(message));
+  }
+
+  void send_unary(Message message) {
+    auto response = std::make_shared<http::response<http::string_body>>();
+    const Error invalid = detail::guarded([&] { fill_response_head(message, response->base()); });
+    if (!invalid.ok())
+      return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+    const unsigned status = response->result_int();
+    if (status != 204 && status != 304) response->body() = std::move(message.body);
+    response->version(version_);
+    response->keep_alive(keep_alive_);
+    response->prepare_payload();
+    if (head_request_) response->body().clear();  // HEAD: the length is told, the body is not sent
+    --unanswered_;
+    this->queue_write(
+        [this, response](typename Core::WriteHandler handler) {
+          http::async_write(conn_->stream, *response, std::move(handler));
+        },
+        [self = this->shared_from_this(), this,
+         keep_alive = response->keep_alive()](beast::error_code ec) {
+          if (ec) {
+            const Error error = this->failure(ec, "writing a response", rt_.settings.write_timeout);
+            this->hard_close(error);
+            return completions_.send(error);
+          }
+          if (!keep_alive) conn_->shutdown_send();  // Connection: close; recv then sees the end
+          completions_.send({});
+        });
+  }
+
+  void send_stream_head(Message message) {
+    auto head = std::make_shared<http::response<http::empty_body>>();
+    const Error invalid = detail::guarded([&] { fill_response_head(message, head->base()); });
+    if (!invalid.ok())
+      return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+    head->version(version_);
+    head->keep_alive(keep_alive_);
+    head->chunked(true);
+    reply_ = Reply::head_sent;
+    --unanswered_;
+    const bool has_frame = !message.body.empty();
+    this->write_stream_head(std::move(head), [self = this->shared_from_this(), this,
+                                              has_frame](beast::error_code ec) {
+      if (ec) {
+        const Error error = this->failure(ec, "writing a stream head", rt_.settings.write_timeout);
+        this->hard_close(error);
+        return completions_.send(error);
+      }
+      if (!has_frame) completions_.send({});
+    });
+    if (has_frame) this->send_frame(message);
+  }
+
+  void on_close_send() override {
+    auto done = [self = this->shared_from_this(), this](beast::error_code ec) {
+      completions_.close_send(ec ? this->failure(ec, "ending a stream", rt_.settings.write_timeout)
+                                 : Error{});
+    };
+    if (closed_) return completions_.close_send(close_reason_);
+    if (streaming_ && reply_ != Reply::ended) {
+      if (reply_ == Reply::none && unanswered_ > 0) {  // no head yet: an empty 200 stream
+        auto head = std::make_shared<http::response<http::empty_body>>(http::status::ok, version_);
+        head->keep_alive(keep_alive_);
+        head->chunked(true);
+        --unanswered_;
+        this->write_stream_head(std::move(head), [](beast::error_code) {});
+      }
+      reply_ = Reply::ended;
+      return this->write_last_chunk(done);
+    }
+    // A unary connection: no more responses; the client sees the connection end after them.
+    send_closed_ = true;
+    this->queue_write(
+        [this](typename Core::WriteHandler handler) {
+          conn_->shutdown_send();
+          net::post(this->strand_, [handler] { handler({}, 0); });
+        },
+        done);
+  }
+
+  void on_released() override {
+    if (rejecting_ && !closed_) return;  // the linger closes it
+    this->close_after_writes(this->closed_locally());
+  }
+
+  const std::string remote_;
+  std::string local_;
+  std::optional<MessageReader<true>> reader_;
+  std::optional<FrameDecoder> frames_;
+  std::string body_;
+  Reading reading_ = Reading::between_requests;
+  Reply reply_ = Reply::none;
+  bool streaming_ = false;     // the current exchange is a stream
+  int unanswered_ = 0;         // requests received whose response has not started
+  bool keep_alive_ = true;     // of the latest request
+  bool head_request_ = false;  // the latest request is a HEAD
+  unsigned version_ = 11;
+  bool send_closed_ = false;
+  bool rejecting_ = false;
+};
+
+}  // namespace
+
+std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, beast::tcp_stream stream) {
+  beast::error_code ec;
+  stream.socket().set_option(tcp::no_delay(true), ec);
+  const auto remote = stream.socket().remote_endpoint(ec);
+  auto session = std::make_shared<ServerSession<beast::tcp_stream>>(
+      runtime, std::move(stream), ec ? std::string("an unknown peer") : to_string(remote));
+  runtime.sessions.add(session);
+  return session;
+}
+
+}  // namespace micro::transport_http

@@ -1,0 +1,16 @@
+// The server side of one accepted connection (docs/rpc-wire.md): recv returns each request in
+// turn, send writes its response; a request with Micro-Stream: 1 turns the exchange into a
+// stream of frames both ways.
+#pragma once
+
+#include <boost/beast/core/tcp_stream.hpp>
+#include <memory>
+
+#include "runtime.hpp"
+
+namespace micro::transport_http {
+
+// Starts serving an accepted connection; the session registers itself with the runtime.
+std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, beast::tcp_stream stream);
+
+}  // namespace micro::transport_http

@@ -1,0 +1,37 @@
+// The SocketImpl handed to users: a thin owner of a session. Destroying it releases the session
+// (pending operations complete with 499 before the destructor returns, and no callback runs
+// after); the session itself lives on, by shared ownership, until its last handler has run.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "micro/transport.hpp"
+#include "runtime.hpp"
+
+namespace micro::transport_http {
+
+class HttpSocket final : public SocketImpl {
+ public:
+  explicit HttpSocket(std::shared_ptr<SessionBase> session)
+      : session_(std::move(session)),
+        local_(session_->local_address()),
+        remote_(session_->remote_address()) {}
+  ~HttpSocket() override { session_->release(); }
+
+  void send(Message message, Done done) override {
+    session_->send(std::move(message), std::move(done));
+  }
+  void recv(MessageCallback on_message) override { session_->recv(std::move(on_message)); }
+  void close_send(Done done) override { session_->close_send(std::move(done)); }
+  void close() override { session_->close(); }
+  std::string_view local_address() const override { return local_; }
+  std::string_view remote_address() const override { return remote_; }
+
+ private:
+  std::shared_ptr<SessionBase> session_;
+  const std::string local_;
+  const std::string remote_;
+};
+
+}  // namespace micro::transport_http

@@ -1,0 +1,94 @@
+// The request parser on its own, driven from a buffer as the fuzzer (fuzz_request.cpp) drives it.
+#include <gtest/gtest.h>
+
+#include "frame.hpp"
+#include "message_reader.hpp"
+
+namespace {
+
+using micro::transport_http::frame_header;
+using micro::transport_http::FrameKind;
+using micro::transport_http::Limits;
+using micro::transport_http::parse_request;
+
+std::string frame(FrameKind kind, const std::string& payload) {
+  const auto header = frame_header(kind, static_cast<uint32_t>(payload.size()));
+  return std::string(header.data(), header.size()) + payload;
+}
+
+std::string chunk(const std::string& data) {
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  return size + data + "\r\n";
+}
+
+TEST(ParseRequest, AUnaryRequestGivesLowerCaseHeadersPseudoHeadersAndTheBody) {
+  const auto parsed = parse_request(
+      "PUT /Greeter.Hello?x=1 HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+      "X-Twice: a\r\nx-twice: b\r\nContent-Length: 4\r\n\r\nbody",
+      Limits{});
+  ASSERT_TRUE(parsed.error.ok()) << parsed.error.to_string();
+  EXPECT_TRUE(parsed.complete);
+  EXPECT_FALSE(parsed.stream);
+  EXPECT_EQ(parsed.message.header.at(":method"), "PUT");
+  EXPECT_EQ(parsed.message.header.at(":path"), "/Greeter.Hello?x=1");
+  EXPECT_EQ(parsed.message.header.at("content-type"), "application/json");
+  EXPECT_EQ(parsed.message.header.at("x-twice"), "a, b");
+  EXPECT_EQ(parsed.message.body, "body");
+}
+
+TEST(ParseRequest, AStreamRequestGivesItsFramesAcrossChunkBoundaries) {
+  const std::string body = frame(FrameKind::message, "one") + frame(FrameKind::error, "{}") +
+                           frame(FrameKind::message, "");
+  const std::string request =
+      "POST /S HTTP/1.1\r\nHost: h\r\nMicro-Stream: 1\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      chunk(body.substr(0, 3)) + chunk(body.substr(3, 7)) + chunk(body.substr(10)) + "0\r\n\r\n";
+  const auto parsed = parse_request(request, Limits{});
+  ASSERT_TRUE(parsed.error.ok()) << parsed.error.to_string();
+  EXPECT_TRUE(parsed.complete);
+  EXPECT_TRUE(parsed.stream);
+  ASSERT_EQ(parsed.frames.size(), 3u);
+  EXPECT_EQ(parsed.frames[0].payload, "one");
+  EXPECT_EQ(parsed.frames[1].kind, FrameKind::error);
+  EXPECT_EQ(parsed.frames[2].payload, "");
+}
+
+TEST(ParseRequest, GarbageIs400) {
+  EXPECT_EQ(parse_request("\x16\x03\x01 hello\r\n\r\n", Limits{}).error.code(), 400);
+  EXPECT_EQ(parse_request("GET / HTTP/1.1\r\nBad Header\r\n\r\n", Limits{}).error.code(), 400);
+}
+
+TEST(ParseRequest, AHeadOverTheLimitIs431) {
+  Limits limits;
+  limits.max_header_bytes = 1024;
+  const auto parsed =
+      parse_request("GET / HTTP/1.1\r\nX: " + std::string(2000, 'a') + "\r\n\r\n", limits);
+  EXPECT_EQ(parsed.error.code(), 431);
+}
+
+TEST(ParseRequest, ABodyOverTheLimitIs413AndAFrameOverItToo) {
+  Limits limits;
+  limits.max_body_bytes = 8;
+  EXPECT_EQ(
+      parse_request("POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\n123456789", limits).error.code(),
+      413);
+  const std::string stream =
+      "POST / HTTP/1.1\r\nMicro-Stream: 1\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      chunk(frame(FrameKind::message, "123456789")) + "0\r\n\r\n";
+  EXPECT_EQ(parse_request(stream, limits).error.code(), 413);
+}
+
+TEST(ParseRequest, AStreamEndingMidFrameIs400) {
+  const std::string stream =
+      "POST / HTTP/1.1\r\nMicro-Stream: 1\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      chunk(frame(FrameKind::message, "abc").substr(0, 6)) + "0\r\n\r\n";
+  EXPECT_EQ(parse_request(stream, Limits{}).error.code(), 400);
+}
+
+TEST(ParseRequest, AnIncompleteRequestIsNotComplete) {
+  const auto parsed = parse_request("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", Limits{});
+  EXPECT_FALSE(parsed.complete);
+  EXPECT_EQ(parse_request("", Limits{}).complete, false);
+}
+
+}  // namespace

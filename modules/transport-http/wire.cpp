@@ -1,0 +1,232 @@
+#include "wire.hpp"
+
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+#include <cctype>
+#include <sstream>
+
+#include "micro/callback.hpp"
+
+namespace micro::transport_http {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) { return lower(a) == lower(b); }
+
+// RFC 9110 token: what a method or a header name may be made of.
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) != 0) continue;
+    if (std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+// A header value: visible characters, spaces and tabs; no CR, LF, NUL (no header injection).
+bool is_field_value(std::string_view s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+bool is_target(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) return false;
+  }
+  return true;
+}
+
+bool is_framing_header(std::string_view name) {
+  const std::string n = lower(name);
+  return n == "content-length" || n == "transfer-encoding" || n == "connection" || n == "host" ||
+         n == "keep-alive" || n == "upgrade" || n == "te" || n == "trailer";
+}
+
+Message fields_to_message(const http::fields& fields) {
+  Message out;
+  for (const auto& field : fields) {
+    std::string name = lower(field.name_string());
+    const std::string_view value = field.value();
+    auto [it, inserted] = out.header.try_emplace(std::move(name), std::string(value));
+    if (!inserted && !value.empty()) {  // repeated: one comma-separated list (empty items drop)
+      if (!it->second.empty()) it->second += ", ";
+      it->second.append(value.data(), value.size());
+    }
+  }
+  return out;
+}
+
+// Beast keeps a field's offsets in 16 bits.
+constexpr size_t kMaxFieldBytes = 65000;
+
+void copy_headers(const Message& message, http::fields& fields) {
+  for (const auto& [name, value] : message.header) {
+    if (!name.empty() && name[0] == ':') continue;
+    if (is_framing_header(name)) continue;
+    if (!is_token(name))
+      throw Exception(Error::bad_request("header name '" + name + "' is not an HTTP token"));
+    if (!is_field_value(value))
+      throw Exception(Error::bad_request("header '" + name +
+                                         "' has a control character (CR, LF or NUL) in its value"));
+    if (name.size() + value.size() > kMaxFieldBytes)
+      throw Exception(Error::bad_request("header '" + name + "' is " +
+                                         std::to_string(value.size()) +
+                                         " bytes: more than an HTTP field can carry here (" +
+                                         std::to_string(kMaxFieldBytes) + ")"));
+    fields.insert(name, value);
+  }
+}
+
+const std::string* pseudo(const Message& message, const char* name) {
+  auto it = message.header.find(name);
+  return it == message.header.end() ? nullptr : &it->second;
+}
+
+void json_escape(std::string& out, std::string_view s) {
+  static const char* hex = "0123456789abcdef";
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (u < 0x20) {
+          out += "\\u00";
+          out += hex[u >> 4];
+          out += hex[u & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+}
+
+}  // namespace
+
+Message to_message(const http::request_header<>& head) {
+  Message out = fields_to_message(head);
+  out.header[":method"] = std::string(head.method_string());
+  out.header[":path"] = std::string(head.target());
+  return out;
+}
+
+Message to_message(const http::response_header<>& head) {
+  Message out = fields_to_message(head);
+  out.header[":status"] = std::to_string(head.result_int());
+  return out;
+}
+
+bool is_stream_request(const http::request_header<>& head) {
+  auto it = head.find("Micro-Stream");
+  return it != head.end() && it->value() == "1";
+}
+
+const std::string* find_header(const Message& message, std::string_view lower_name) {
+  auto exact = message.header.find(std::string(lower_name));
+  if (exact != message.header.end()) return &exact->second;
+  for (const auto& [name, value] : message.header)
+    if (iequals(name, lower_name)) return &value;
+  return nullptr;
+}
+
+void fill_request_head(const Message& message, std::string_view host,
+                       http::request_header<>& head) {
+  const std::string* method = pseudo(message, ":method");
+  const std::string* path = pseudo(message, ":path");
+  const std::string m = method != nullptr ? *method : "POST";
+  const std::string p = path != nullptr ? *path : "/";
+  if (!is_token(m))
+    throw Exception(Error::bad_request(":method '" + m + "' is not an HTTP method"));
+  if (!is_target(p))
+    throw Exception(Error::bad_request(":path '" + p +
+                                       "' is not a request target (no spaces or "
+                                       "control characters)"));
+  head.version(11);
+  head.method_string(m);
+  head.target(p);
+  head.set(http::field::host, host);
+  copy_headers(message, head);
+}
+
+void fill_response_head(const Message& message, http::response_header<>& head) {
+  unsigned status = 200;
+  if (const std::string* s = pseudo(message, ":status")) {
+    char* end = nullptr;
+    const unsigned long v = std::strtoul(s->c_str(), &end, 10);
+    if (s->empty() || *end != '\0' || v < 200 || v > 599)
+      throw Exception(
+          Error::bad_request(":status '" + *s + "' is not a final HTTP status (200..599)"));
+    status = static_cast<unsigned>(v);
+  }
+  head.version(11);
+  head.result(status);
+  copy_headers(message, head);
+}
+
+std::string error_json(const Error& error) {
+  std::string out = "{\"id\":\"";
+  json_escape(out, error.id());
+  out += "\",\"code\":" + std::to_string(error.code()) + ",\"detail\":\"";
+  json_escape(out, error.detail());
+  out += "\",\"status\":\"";
+  json_escape(out, error.status());
+  out += "\"}";
+  return out;
+}
+
+Error parse_error_json(std::string_view json, int32_t fallback_code) {
+  try {
+    std::istringstream in{std::string(json)};
+    boost::property_tree::ptree tree;
+    boost::property_tree::read_json(in, tree);
+    const int32_t code = tree.get<int32_t>("code", fallback_code);
+    return Error(code == 0 ? fallback_code : code, tree.get<std::string>("detail", ""),
+                 tree.get<std::string>("id", ""), tree.get<std::string>("status", ""));
+  } catch (const std::exception&) {
+    return Error(fallback_code, "malformed error from the peer: " + std::string(json));
+  }
+}
+
+Error http_error(int32_t code, std::string detail) {
+  std::string status;
+  if (code == 431) status = "Request Header Fields Too Large";
+  return Error(code, std::move(detail), kModule, std::move(status));
+}
+
+http::response<http::string_body> error_response(const Error& error, unsigned version) {
+  const int32_t code = error.code() >= 400 && error.code() <= 599 ? error.code() : 500;
+  http::response<http::string_body> res{static_cast<http::status>(code), version};
+  res.set("Micro-Error", error_json(error));
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(false);
+  res.body() = error_json(error);
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace micro::transport_http

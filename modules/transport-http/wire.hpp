@@ -1,0 +1,52 @@
+// The HTTP mapping of docs/rpc-wire.md on Beast's types: received heads become Messages
+// (lower-case names, :method/:path/:status pseudo-headers), Messages become heads to send, and
+// errors travel as the compact JSON {"id","code","detail","status"}.
+#pragma once
+
+#include <boost/beast/http.hpp>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "micro/types.hpp"
+
+static_assert(
+    std::is_same_v<boost::beast::string_view, std::string_view>,
+    "compile transport-http with -DBOOST_BEAST_USE_STD_STRING_VIEW (see its CMakeLists.txt)");
+
+namespace micro::transport_http {
+
+namespace http = boost::beast::http;
+
+// The id on errors the transport makes itself.
+inline constexpr const char* kModule = "transport-http";
+
+// Received heads as Messages with an empty body.
+Message to_message(const http::request_header<>& head);
+Message to_message(const http::response_header<>& head);
+
+// True for a request that opens a stream (Micro-Stream: 1).
+bool is_stream_request(const http::request_header<>& head);
+
+// Fill a head to send from a Message's headers. Framing headers (Content-Length,
+// Transfer-Encoding, Connection, Host) are the transport's and are skipped. Throws
+// micro::Exception (400) for what cannot be sent: a bad :method, :path or :status, a header name
+// that is not an HTTP token, a value with CR, LF or NUL.
+void fill_request_head(const Message& message, std::string_view host, http::request_header<>& head);
+void fill_response_head(const Message& message, http::response_header<>& head);
+
+// Header names are matched without regard to case (senders may use any).
+const std::string* find_header(const Message& message, std::string_view lower_name);
+
+// The error JSON, and back. A payload that is not that JSON gives `fallback_code` with the text.
+std::string error_json(const Error& error);
+Error parse_error_json(std::string_view json, int32_t fallback_code);
+
+// The reply the transport writes itself when it rejects a request (400, 408, 413, 431):
+// Micro-Error set, the error JSON as the body, Connection: close.
+http::response<http::string_body> error_response(const Error& error, unsigned version);
+
+// An error with the status text HTTP gives its code, where go-micro's table has none.
+Error http_error(int32_t code, std::string detail);
+
+}  // namespace micro::transport_http

@@ -1,0 +1,199 @@
+// The RPC stack in one process: one stack holding a service (server + client) on loopback, the
+// greeter registered in code, calls made through the generated client and through raw requests.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "greeter_logic.hpp"
+#include "micro/module.hpp"
+#include "micro/testing/stack.hpp"
+#include "micro/testing/wait.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+class Rpc : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    stack_ = micro::testing::require_stack(
+        "[registry]\nmodule = \"registry-memory\"\n"
+        "[client]\nmodule = \"client-rpc\"\ntimeout_ms = 5000\n",
+        {MICRO_KIND_SERVICE});
+    ASSERT_NE(stack_, nullptr);
+    server_ = micro::Server(stack_->server());
+    client_ = micro::Client(stack_->client());
+    ASSERT_TRUE(
+        greeter::RegisterGreeterHandler(server_, std::make_shared<greeter::Greeter>()).ok());
+    add_raw_endpoints();
+    service_ = micro::ServiceHandle(stack_->service());
+    ASSERT_TRUE(service_.start().ok());
+  }
+  void TearDown() override {
+    {
+      std::lock_guard<std::mutex> lock(workers_mutex_);
+      for (auto& t : workers_) t.join();
+    }
+    if (service_.valid()) {
+      EXPECT_TRUE(service_.stop().ok());
+    }
+  }
+
+  // Untyped endpoints: "Test.Slow" answers after 1 s (and records whether it saw the caller
+  // leave); "Test.Throw" throws.
+  void add_raw_endpoints() {
+    micro::EndpointHandler slow;
+    slow.name = "Test.Slow";
+    slow.on_call = [this](micro::Request, micro::Reply reply) {
+      std::lock_guard<std::mutex> lock(workers_mutex_);
+      workers_.emplace_back([this, reply]() mutable {
+        const auto until = std::chrono::steady_clock::now() + 1s;
+        while (std::chrono::steady_clock::now() < until && !reply.cancelled())
+          std::this_thread::sleep_for(5ms);
+        slow_saw_cancel_.push(reply.cancelled());
+        micro::Message late;
+        late.body = "{}";
+        reply.send(late);
+      });
+    };
+    ASSERT_TRUE(server_.handle(std::move(slow)).ok());
+    micro::EndpointHandler thrower;
+    thrower.name = "Test.Throw";
+    thrower.on_call = [](micro::Request, micro::Reply) -> void {
+      throw std::runtime_error("the handler broke");
+    };
+    ASSERT_TRUE(server_.handle(std::move(thrower)).ok());
+  }
+
+  micro::Result<micro::Message> call_json(const std::string& endpoint, const std::string& body,
+                                          uint64_t timeout_ms = 0) {
+    micro::Request r;
+    r.service = "test";
+    r.endpoint = endpoint;
+    r.content_type = "application/json";
+    r.body = body;
+    micro::CallOptions o;
+    o.timeout_ms = timeout_ms;
+    return client_.call(r, o);
+  }
+
+  std::unique_ptr<micro::host::Stack> stack_;
+  micro::Server server_;
+  micro::Client client_;
+  micro::ServiceHandle service_;
+  micro::testing::Collector<bool> slow_saw_cancel_;
+  std::mutex workers_mutex_;
+  std::vector<std::thread> workers_;  // joined before the service stops
+};
+
+TEST_F(Rpc, TypedClientCallsTheHandlerThroughTheWholeStack) {
+  greeter::GreeterClient greeter(client_, "test");
+  greeter::Request request;
+  request.set_name("John");
+  auto response = greeter.Hello(request);
+  ASSERT_TRUE(response.ok()) << response.error.to_string();
+  EXPECT_EQ(response.value.msg(), "Hello John");
+}
+
+TEST_F(Rpc, JsonCallReachesTheTypedHandlerAndAnswersInJson) {
+  auto response = call_json("Greeter.Hello", R"({"name":"John"})");
+  ASSERT_TRUE(response.ok()) << response.error.to_string();
+  EXPECT_EQ(response.value.body, R"({"msg":"Hello John"})");
+}
+
+TEST_F(Rpc, HandlerErrorReachesTheCallerWithItsCode) {
+  auto response = call_json("Greeter.Hello", R"({"name":""})");
+  EXPECT_EQ(response.error.code(), 400);
+  EXPECT_EQ(response.error.detail(), "name is empty: who is it for?");
+}
+
+TEST_F(Rpc, UnknownEndpointIs404NamingWhatIsServed) {
+  auto response = call_json("Greeter.Nope", "{}");
+  EXPECT_EQ(response.error.code(), 404);
+  EXPECT_NE(response.error.detail().find("Greeter.Hello"), std::string::npos);
+}
+
+TEST_F(Rpc, MalformedBodyIs400) {
+  auto response = call_json("Greeter.Hello", R"({"name":)");
+  EXPECT_EQ(response.error.code(), 400);
+  EXPECT_NE(response.error.detail().find("greeter.Request"), std::string::npos);
+}
+
+TEST_F(Rpc, HandlerThatThrowsIs500WithItsMessageAndTheServerLives) {
+  auto response = call_json("Test.Throw", "{}");
+  EXPECT_EQ(response.error.code(), 500);
+  EXPECT_NE(response.error.detail().find("the handler broke"), std::string::npos);
+  EXPECT_TRUE(call_json("Greeter.Hello", R"({"name":"again"})").ok());
+}
+
+TEST_F(Rpc, SlowHandlerGivesTheCaller408OnTimeAndLearnsTheCallWasAbandoned) {
+  const auto start = std::chrono::steady_clock::now();
+  auto response = call_json("Test.Slow", "{}", 200);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(response.error.code(), 408) << response.error.to_string();
+  EXPECT_LT(took, 900ms) << "the deadline is 200 ms; the handler takes 1 s";
+  ASSERT_TRUE(slow_saw_cancel_.wait_for([](const auto& v) { return !v.empty(); }, 5s));
+  EXPECT_TRUE(slow_saw_cancel_.snapshot().front()) << "the handler saw reply.cancelled()";
+}
+
+TEST_F(Rpc, ServerStreamYieldsEveryMessageInOrder) {
+  greeter::GreeterClient greeter(client_, "test");
+  greeter::StreamRequest request;
+  request.set_name("Ann");
+  request.set_count(50);
+  auto reader = greeter.Stream(request);
+  for (int i = 1; i <= 50; ++i) {
+    auto next = reader.recv();
+    ASSERT_TRUE(next.ok()) << next.error.to_string();
+    ASSERT_TRUE(next.value.has_value()) << "ended after " << i - 1;
+    EXPECT_EQ(next.value->msg(), "Hello Ann #" + std::to_string(i));
+  }
+  auto end = reader.recv();
+  EXPECT_TRUE(end.ok());
+  EXPECT_FALSE(end.value.has_value());
+}
+
+TEST_F(Rpc, ClientStreamIsCollectedIntoOneAnswer) {
+  greeter::GreeterClient greeter(client_, "test");
+  auto writer = greeter.Collect();
+  for (const char* name : {"a", "b", "c"}) {
+    greeter::Request r;
+    r.set_name(name);
+    ASSERT_TRUE(writer.send(r).ok());
+  }
+  auto response = writer.close_and_recv();
+  ASSERT_TRUE(response.ok()) << response.error.to_string();
+  EXPECT_EQ(response.value.msg(), "Hello a, b, c");
+}
+
+TEST_F(Rpc, BidiStreamCarries100000MessagesEachWayInOrder) {
+  greeter::GreeterClient greeter(client_, "test");
+  auto chat = greeter.Chat();
+  // 100,000 as the issue asks; a sanitizer build runs 20,000 to stay inside the test timeout.
+#ifdef MICRO_TEST_SANITIZED
+  constexpr int kCount = 20000;
+#else
+  constexpr int kCount = 100000;
+#endif
+  std::thread sender([&] {
+    for (int i = 0; i < kCount; ++i) {
+      greeter::Request r;
+      r.set_name(std::to_string(i));
+      if (!chat.send(r).ok()) return;
+    }
+    chat.close_send();
+  });
+  int received = 0;
+  while (true) {
+    auto next = chat.recv();
+    ASSERT_TRUE(next.ok()) << next.error.to_string() << " after " << received;
+    if (!next.value) break;
+    ASSERT_EQ(next.value->msg(), "Hello " + std::to_string(received));
+    ++received;
+  }
+  sender.join();
+  EXPECT_EQ(received, kCount);
+}
+
+}  // namespace
