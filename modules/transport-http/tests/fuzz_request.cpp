@@ -9,7 +9,7 @@
 //    method, path, body and headers.
 // Build (clang++): compile with message_reader.cpp and wire.cpp from modules/transport-http,
 // -I modules/transport-http -I sdk/include -DBOOST_BEAST_USE_STD_STRING_VIEW
-// -fsanitize=fuzzer,address,undefined. Seeds: corpus/fuzz_request/.
+// -fsanitize=fuzzer,address,undefined. Seeds: tests/fuzz/corpus/fuzz_request/ (run by scripts/fuzz).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>

@@ -132,6 +132,8 @@ TEST(TransportHttpStream, AHundredThousandMessagesEachWayArriveCompleteAndInOrde
       receive_all(s, server_got);
     });
   });
+  Received client_got;  // declared before the socket: it outlives the socket's callbacks
+  Collector<Error> client_sent;
   auto dialed = t.transport.dial(server.address(), stream_options());
   ASSERT_TRUE(dialed.ok());
   micro::Socket& socket = dialed.value;
@@ -139,15 +141,13 @@ TEST(TransportHttpStream, AHundredThousandMessagesEachWayArriveCompleteAndInOrde
   auto head = socket.recv();
   ASSERT_TRUE(head.ok() && head.value) << head.error.to_string();
 
-  Received client_got;
-  Collector<Error> client_sent;
   receive_all(socket, client_got);
   send_numbers(socket, 0, kCount, client_sent);
 
-  ASSERT_TRUE(client_got.wait(60s)) << "client received " << client_got.frames.size();
-  ASSERT_TRUE(server_got.wait(60s)) << "server received " << server_got.frames.size();
-  ASSERT_TRUE(client_sent.wait_for([](auto& v) { return !v.empty(); }, 60s));
-  ASSERT_TRUE(server_sent.wait_for([](auto& v) { return !v.empty(); }, 60s));
+  ASSERT_TRUE(client_got.wait(100s)) << "client received " << client_got.frames.size();
+  ASSERT_TRUE(server_got.wait(100s)) << "server received " << server_got.frames.size();
+  ASSERT_TRUE(client_sent.wait_for([](auto& v) { return !v.empty(); }, 100s));
+  ASSERT_TRUE(server_sent.wait_for([](auto& v) { return !v.empty(); }, 100s));
   EXPECT_TRUE(client_sent.snapshot()[0].ok()) << client_sent.snapshot()[0].to_string();
   EXPECT_TRUE(server_sent.snapshot()[0].ok()) << server_sent.snapshot()[0].to_string();
   EXPECT_TRUE(client_got.ended->ok()) << client_got.ended->to_string();

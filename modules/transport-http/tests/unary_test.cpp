@@ -337,10 +337,10 @@ TEST(TransportHttpUnary, CloseFromAnotherThreadCancelsAPendingRecvWith499) {
   TestServer server(t.transport, [&](micro::Socket& s) {
     s.recv([&](const Error& e, std::optional<Message>) { server_side.push(e); });
   });
+  Collector<Error> got;  // declared before the socket: it outlives the socket's callbacks
   auto dialed = t.transport.dial(server.address());
   ASSERT_TRUE(dialed.ok());
   ASSERT_TRUE(dialed.value.send(request("/x", "{}")).ok());
-  Collector<Error> got;
   dialed.value.recv([&](const Error& e, std::optional<Message>) { got.push(e); });
   std::thread closer([&] { dialed.value.close(); });
   closer.join();

@@ -12,11 +12,11 @@ namespace micro::testing {
 template <class T>
 class Collector {
  public:
+  // Notifies under the lock, so a waiter that wakes and destroys the collector cannot race the
+  // notification.
   void push(T value) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      items_.push_back(std::move(value));
-    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    items_.push_back(std::move(value));
     changed_.notify_all();
   }
   // Waits until `pred(items)` holds or `timeout` passes; returns whether it holds.
