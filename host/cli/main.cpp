@@ -240,20 +240,28 @@ struct CallArgs {
   std::vector<std::string> metadata;
 };
 
-int call(const Globals& g, const CallArgs& a) {
-  auto stack = build_for(g, {MICRO_KIND_CLIENT});
-  if (!stack) return 2;
-  micro::Client client(stack->client());
+micro::Request request_of(const CallArgs& a) {
   micro::Request request;
   request.service = a.service;
   request.endpoint = a.endpoint;
   request.content_type = a.content_type;
-  request.body = a.body;
+  request.body = a.body;  // a stream ignores it
   request.metadata = parse_metadata(a.metadata);
+  return request;
+}
+
+micro::CallOptions options_of(const CallArgs& a) {
   micro::CallOptions options;
   options.timeout_ms = a.timeout_ms;
   options.address = a.address;
-  auto result = client.call(request, options);
+  return options;
+}
+
+int call(const Globals& g, const CallArgs& a) {
+  auto stack = build_for(g, {MICRO_KIND_CLIENT});
+  if (!stack) return 2;
+  micro::Client client(stack->client());
+  auto result = client.call(request_of(a), options_of(a));
   if (!result.ok()) {
     print_error(result.error);
     return 1;
@@ -267,14 +275,7 @@ int stream(const Globals& g, const CallArgs& a) {
   auto stack = build_for(g, {MICRO_KIND_CLIENT});
   if (!stack) return 2;
   micro::Client client(stack->client());
-  micro::Request request;
-  request.service = a.service;
-  request.endpoint = a.endpoint;
-  request.content_type = a.content_type;
-  request.metadata = parse_metadata(a.metadata);
-  micro::CallOptions options;
-  options.address = a.address;
-  auto opened = client.stream(request, options);
+  auto opened = client.stream(request_of(a), options_of(a));
   if (!opened.ok()) {
     print_error(opened.error);
     return 1;

@@ -9,7 +9,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include "micro/error_json.hpp"
@@ -19,23 +18,6 @@ namespace {
 
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
-
-std::string header(const micro::Message& m, const std::string& key) {
-  auto it = m.header.find(key);
-  return it == m.header.end() ? std::string() : it->second;
-}
-
-std::string random_hex(size_t bytes) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < bytes; ++i) {
-    const auto b = static_cast<unsigned>(rng() & 0xff);
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
 
 class RpcClient;
 
@@ -154,6 +136,7 @@ class RpcClient final : public micro::ClientPlugin {
         auto shared = std::make_shared<micro::Socket>(std::move(socket));
         micro::Message open = request_message(request, 0);
         open.header["micro-stream"] = "1";
+        open.body.clear();  // a stream's request body is ignored (client.h); messages follow
         shared->send(open, [this, shared, request, node, done](const micro::Error& error) {
           if (!error.ok()) return done(error, nullptr);
           shared->recv([this, shared, request, node, done](const micro::Error& error,
@@ -165,7 +148,7 @@ class RpcClient final : public micro::ClientPlugin {
                    nullptr);
               return release(std::move(*shared));
             }
-            const std::string status = header(*head, ":status");
+            const std::string status = micro::header_value(*head, ":status");
             if (status != "200") {
               done(response_error(*head, status), nullptr);
               return release(std::move(*shared));
@@ -206,7 +189,7 @@ class RpcClient final : public micro::ClientPlugin {
   }
   static micro::Error response_error(const micro::Message& response, const std::string& status) {
     const int32_t code = std::atoi(status.c_str());
-    const std::string json = header(response, "micro-error");
+    const std::string json = micro::header_value(response, "micro-error");
     return micro::error_from_json(json.empty() ? response.body : json, code > 0 ? code : 500);
   }
   // Sockets may not be destroyed inside their own callbacks: release them on the client's thread.
@@ -231,7 +214,7 @@ Call::Call(RpcClient& client, micro::Request request, micro::CallOptions options
       request_(std::move(request)),
       options_(std::move(options)),
       done_(std::move(done)),
-      call_id_(random_hex(8)) {
+      call_id_(micro::random_hex(8)) {
   const uint64_t timeout = options_.timeout_ms != 0 ? options_.timeout_ms : client_.timeout_ms_;
   deadline_ = Clock::now() + std::chrono::milliseconds(timeout);
   retries_left_ = options_.retries ? *options_.retries : static_cast<uint32_t>(client_.retries_);
@@ -307,7 +290,7 @@ void Call::received(const micro::Node& node, const micro::Error& error,
                                    : error,
                   true);
   client_.selector_.mark(request_.service, node.id, {});  // the node answered: it is alive
-  const std::string status = header(*response, ":status");
+  const std::string status = micro::header_value(*response, ":status");
   if (status == "200") return finish({}, std::move(*response));
   // A handler's own error is never retried: it answered.
   finish(RpcClient::response_error(*response, status), {});

@@ -12,7 +12,6 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -28,28 +27,11 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kCanonical = "application/protobuf";
 constexpr const char* kMetaPrefix = "micro-meta-";
 
-std::string header(const micro::Message& m, const std::string& key) {
-  auto it = m.header.find(key);
-  return it == m.header.end() ? std::string() : it->second;
-}
-
 micro::Metadata metadata_of(const micro::Message& request) {
   micro::Metadata out;
   const size_t n = std::char_traits<char>::length(kMetaPrefix);
   for (const auto& [key, value] : request.header)
     if (key.size() > n && key.compare(0, n, kMetaPrefix) == 0) out[key.substr(n)] = value;
-  return out;
-}
-
-std::string random_hex(size_t bytes) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < bytes; ++i) {
-    const auto b = static_cast<unsigned>(rng() & 0xff);
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
   return out;
 }
 
@@ -140,7 +122,7 @@ class RpcServer final : public micro::ServerPlugin {
         max_calls_(ctx.options().get_int("max_concurrent_calls", 1024)),
         drain_ms_(ctx.options().get_int("drain_timeout_ms", 5000)),
         default_type_(ctx.options().get_string("default_content_type", "application/json")),
-        node_id_(service_.name + "-" + random_hex(8)),
+        node_id_(service_.name + "-" + micro::random_hex(8)),
         work_(asio::make_work_guard(io_)) {
     if (listen_address_.empty()) listen_address_ = service_.address;
     if (listen_address_.empty()) listen_address_ = "127.0.0.1:0";
@@ -422,13 +404,13 @@ class RpcReply final : public micro::ReplyImpl {
 };
 
 void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::Message request) {
-  const std::string call_id = header(request, "micro-id");
-  std::string endpoint = header(request, "micro-endpoint");
-  if (endpoint.empty()) endpoint = endpoint_from_path(header(request, ":path"));
-  std::string content_type = header(request, "content-type");
+  const std::string call_id = micro::header_value(request, "micro-id");
+  std::string endpoint = micro::header_value(request, "micro-endpoint");
+  if (endpoint.empty()) endpoint = endpoint_from_path(micro::header_value(request, ":path"));
+  std::string content_type = micro::header_value(request, "content-type");
   if (content_type.empty()) content_type = default_type_;
-  const std::string accept = header(request, "accept");
-  const bool stream = header(request, "micro-stream") == "1";
+  const std::string accept = micro::header_value(request, "accept");
+  const bool stream = micro::header_value(request, "micro-stream") == "1";
 
   auto fail = [&](const micro::Error& error) {
     {
@@ -501,7 +483,7 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
     std::lock_guard<std::mutex> lock(mutex_);
     ++in_flight_;
   }
-  if (const std::string timeout = header(request, "micro-timeout"); !timeout.empty()) {
+  if (const std::string timeout = micro::header_value(request, "micro-timeout"); !timeout.empty()) {
     const long ms = std::strtol(timeout.c_str(), nullptr, 10);
     if (ms > 0) {
       call->deadline = std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(ms));
@@ -607,13 +589,13 @@ class ServerStream final : public micro::StreamImpl {
 
 void RpcServer::dispatch_stream(const std::shared_ptr<Connection>& connection, micro::Message head,
                                 std::shared_ptr<micro::EndpointHandler> handler) {
-  std::string content_type = header(head, "content-type");
+  std::string content_type = micro::header_value(head, "content-type");
   if (content_type.empty()) content_type = default_type_;
   micro::Codec codec;
   if (handler->request_schema) {
     auto found = codecs_.find(content_type);
     if (!found.ok()) {
-      micro::Message error = error_message(found.error, header(head, "micro-id"));
+      micro::Message error = error_message(found.error, micro::header_value(head, "micro-id"));
       connection->send(error, [this, connection](const micro::Error&) {
         connection_ended(connection);
       });

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,26 @@ struct Message {
   Metadata header;
   std::string body;
 };
+
+// The value of header `key` (received headers are lower case), or "" when absent.
+inline std::string header_value(const Message& message, const std::string& key) {
+  auto it = message.header.find(key);
+  return it == message.header.end() ? std::string() : it->second;
+}
+
+// `bytes` random bytes as lower-case hex: ids for nodes and calls.
+inline std::string random_hex(size_t bytes) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * bytes);
+  for (size_t i = 0; i < bytes; ++i) {
+    const auto b = static_cast<unsigned>(rng() & 0xff);
+    out += kDigits[b >> 4];
+    out += kDigits[b & 15];
+  }
+  return out;
+}
 
 inline micro_bytes_t to_c_bytes(std::string_view s) noexcept {
   return micro_bytes_t{reinterpret_cast<const uint8_t*>(s.data()), s.size()};
