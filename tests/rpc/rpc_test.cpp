@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "greeter_logic.hpp"
@@ -64,6 +65,26 @@ class Rpc : public ::testing::Test {
       throw std::runtime_error("the handler broke");
     };
     ASSERT_TRUE(server_.handle(std::move(thrower)).ok());
+
+    // "Test.Admin" is registered through a handler wrapper that refuses callers without
+    // role=admin and records every endpoint it wrapped a call of.
+    micro::Server guarded = server_.with([this](const std::string& endpoint,
+                                                micro::CallHandler next) -> micro::CallHandler {
+      return [this, endpoint, next](micro::Request request, micro::Reply reply) {
+        wrapped_.push(endpoint);
+        if (request.metadata["role"] != "admin")
+          return void(reply.fail(micro::Error(MICRO_CODE_FORBIDDEN, "admins only")));
+        next(std::move(request), std::move(reply));
+      };
+    });
+    micro::EndpointHandler admin;
+    admin.name = "Test.Admin";
+    admin.on_call = [](micro::Request, micro::Reply reply) {
+      micro::Message m;
+      m.body = R"({"secret":42})";
+      reply.send(m);
+    };
+    ASSERT_TRUE(guarded.handle(std::move(admin)).ok());
   }
 
   micro::Result<micro::Message> call_json(const std::string& endpoint, const std::string& body,
@@ -83,6 +104,7 @@ class Rpc : public ::testing::Test {
   micro::Client client_;
   micro::ServiceHandle service_;
   micro::testing::Collector<bool> slow_saw_cancel_;
+  micro::testing::Collector<std::string> wrapped_;
   std::mutex workers_mutex_;
   std::vector<std::thread> workers_;  // joined before the service stops
 };
@@ -194,6 +216,74 @@ TEST_F(Rpc, BidiStreamCarries100000MessagesEachWayInOrder) {
   }
   sender.join();
   EXPECT_EQ(received, kCount);
+}
+
+TEST_F(Rpc, HandlerWrapperRunsAroundTheHandlerAndCanRefuse) {
+  micro::Request request;
+  request.service = "test";
+  request.endpoint = "Test.Admin";
+  request.body = "{}";
+  auto refused = client_.call(request);
+  EXPECT_EQ(refused.error.code(), 403);
+  EXPECT_EQ(refused.error.detail(), "admins only");
+  request.metadata["role"] = "admin";
+  auto allowed = client_.call(request);
+  ASSERT_TRUE(allowed.ok()) << allowed.error.to_string();
+  EXPECT_EQ(allowed.value.body, R"({"secret":42})");
+  EXPECT_EQ(wrapped_.snapshot(), (std::vector<std::string>{"Test.Admin", "Test.Admin"}));
+  EXPECT_TRUE(call_json("Greeter.Hello", R"({"name":"x"})").ok()) << "others are not wrapped";
+  EXPECT_EQ(wrapped_.snapshot().size(), 2u);
+}
+
+TEST_F(Rpc, ClientWrappersRunInOrderAndCanAnswerWithoutCalling) {
+  std::vector<std::string> order;
+  std::mutex order_mutex;
+  auto log = [&](std::string name) {
+    return [&, name](micro::CallFunction next) -> micro::CallFunction {
+      return [&, name, next](const micro::Request& r, const micro::CallOptions& o,
+                             micro::ResponseCallback done) {
+        {
+          std::lock_guard<std::mutex> lock(order_mutex);
+          order.push_back(name + ">" + r.endpoint);
+        }
+        next(r, o, [&, name, done](const micro::Error& e, micro::Message m) {
+          {
+            std::lock_guard<std::mutex> lock(order_mutex);
+            order.push_back(name + "<" + std::to_string(e.code()));
+          }
+          done(e, std::move(m));
+        });
+      };
+    };
+  };
+  // Adds a token to every call; refuses calls to Test.* before they leave the process.
+  auto auth = [](micro::CallFunction next) -> micro::CallFunction {
+    return [next](const micro::Request& r, const micro::CallOptions& o,
+                  micro::ResponseCallback done) {
+      if (r.endpoint.rfind("Test.", 0) == 0)
+        return done(micro::Error(MICRO_CODE_UNAUTHORIZED, "no token for " + r.endpoint), {});
+      micro::Request with_token = r;
+      with_token.metadata["token"] = "t0k3n";
+      next(with_token, o, std::move(done));
+    };
+  };
+  micro::Client wrapped = client_.with(log("outer")).with(auth).with(log("inner"));
+  greeter::GreeterClient greeter(wrapped, "test");
+  greeter::Request hello;
+  hello.set_name("wrapped");
+  auto ok = greeter.Hello(hello);
+  ASSERT_TRUE(ok.ok()) << ok.error.to_string();
+  EXPECT_EQ(ok.value.msg(), "Hello wrapped");
+  micro::Request admin;
+  admin.service = "test";
+  admin.endpoint = "Test.Admin";
+  auto refused = wrapped.call(admin);
+  EXPECT_EQ(refused.error.code(), 401);
+  EXPECT_EQ(order, (std::vector<std::string>{"outer>Greeter.Hello", "inner>Greeter.Hello",
+                                             "inner<0", "outer<0", "outer>Test.Admin",
+                                             "outer<401"}));
+  EXPECT_TRUE(wrapped_.snapshot().empty()) << "the refused call never reached the server";
+  EXPECT_TRUE(client_.call(admin).error.code() == 403) << "the unwrapped client is unchanged";
 }
 
 }  // namespace

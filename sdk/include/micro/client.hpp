@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 #include <utility>
 
@@ -229,6 +230,13 @@ class Stream : public detail::Channel<detail::StreamTraits> {
 // Receives an opened stream (which it then owns), or the error.
 using StreamCallback = std::function<void(const Error&, Stream)>;
 
+// A call as a function: what a call wrapper is given as `next`, and what it returns.
+using CallFunction =
+    std::function<void(const Request& request, const CallOptions& options, ResponseCallback done)>;
+// Middleware around calls (logging, metrics, auth): given the next step, returns a step that may
+// change the request, answer without calling `next`, or look at the response on its way back.
+using CallWrapper = std::function<CallFunction(CallFunction next)>;
+
 // Calls a client instance through its C vtable. Does not own the instance (the host does);
 // copyable. Each operation has an asynchronous form and a blocking convenience.
 class Client {
@@ -239,8 +247,28 @@ class Client {
 
   bool valid() const noexcept { return self_ != nullptr; }
 
+  // A copy of this client whose calls pass through `wrapper`; wrappers run in the order they
+  // were added, the first outermost (as go-micro's client.Wrap). This client is unchanged.
+  Client with(CallWrapper wrapper) const {
+    Client out = *this;
+    auto wrappers = std::make_shared<std::vector<CallWrapper>>();
+    if (wrappers_) *wrappers = *wrappers_;
+    wrappers->push_back(std::move(wrapper));
+    out.wrappers_ = std::move(wrappers);
+    return out;
+  }
+
   // Request/response; `done` runs once, on any thread.
   void call(const Request& request, const CallOptions& options, ResponseCallback done) const {
+    if (wrappers_ && !wrappers_->empty()) {
+      Client bare = *this;
+      bare.wrappers_.reset();
+      CallFunction step = [bare](const Request& r, const CallOptions& o, ResponseCallback d) {
+        bare.call(r, o, std::move(d));
+      };
+      for (auto it = wrappers_->rbegin(); it != wrappers_->rend(); ++it) step = (*it)(step);
+      return step(request, options, std::move(done));
+    }
     if (!vtable_.call) return done(detail::missing("client", "call"), Message{});
     const RequestView view(request);
     const micro_call_options_t o = to_c(options);
@@ -292,6 +320,7 @@ class Client {
 
   micro_client_vtable_t vtable_{};
   void* self_ = nullptr;
+  std::shared_ptr<const std::vector<CallWrapper>> wrappers_;
 };
 
 }  // namespace micro

@@ -162,6 +162,10 @@ using CallHandler = std::function<void(Request request, Reply reply)>;
 // Serves one stream, which the handler owns (destroying it ends the stream).
 using StreamHandler = std::function<void(Request request, Stream stream)>;
 
+// Middleware around a unary endpoint's handler (logging, metrics, auth): given the endpoint's
+// name and the next handler, returns the handler to run instead.
+using HandlerWrapper = std::function<CallHandler(const std::string& endpoint, CallHandler next)>;
+
 // One endpoint to serve (see micro_endpoint_handler_t).
 struct EndpointHandler {
   std::string name;                               // "Greeter.Hello"
@@ -304,8 +308,22 @@ class Server {
   bool valid() const noexcept { return self_ != nullptr; }
 
   // Adds an endpoint (before start only); 409 when the name is taken.
+  // A copy of this server whose handle() wraps each unary handler in `wrapper`; wrappers run in
+  // the order they were added, the first outermost. Copies share the kept handlers.
+  Server with(HandlerWrapper wrapper) const {
+    Server out = *this;
+    auto wrappers = std::make_shared<std::vector<HandlerWrapper>>();
+    if (wrappers_) *wrappers = *wrappers_;
+    wrappers->push_back(std::move(wrapper));
+    out.wrappers_ = std::move(wrappers);
+    return out;
+  }
+
   Error handle(EndpointHandler handler) const {
     if (!vtable_.handle || kept_ == nullptr) return detail::missing("server", "handle");
+    if (wrappers_ && handler.on_call)
+      for (auto it = wrappers_->rbegin(); it != wrappers_->rend(); ++it)
+        handler.on_call = (*it)(handler.name, std::move(handler.on_call));
     if (!handler.on_call && !handler.on_stream)
       return Error::bad_request("endpoint " + handler.name + " has neither on_call nor on_stream");
     auto box = std::make_shared<EndpointBox>(
@@ -408,6 +426,7 @@ class Server {
 
   micro_server_vtable_t vtable_{};
   void* self_ = nullptr;
+  std::shared_ptr<const std::vector<HandlerWrapper>> wrappers_;
   std::shared_ptr<Kept> kept_;
 };
 
