@@ -405,27 +405,8 @@ std::string ConfigError::to_string() const {
 }
 
 const char* kind_name(micro_kind_t kind) noexcept {
-  switch (kind) {
-    case MICRO_KIND_CODEC:
-      return "codec";
-    case MICRO_KIND_TRANSPORT:
-      return "transport";
-    case MICRO_KIND_REGISTRY:
-      return "registry";
-    case MICRO_KIND_SELECTOR:
-      return "selector";
-    case MICRO_KIND_BROKER:
-      return "broker";
-    case MICRO_KIND_CLIENT:
-      return "client";
-    case MICRO_KIND_SERVER:
-      return "server";
-    case MICRO_KIND_SERVICE:
-      return "service";
-    case MICRO_KIND_HANDLER:
-      return "handler";
-  }
-  return "unknown";
+  const char* name = micro_kind_name(static_cast<uint32_t>(kind));
+  return name != nullptr ? name : "unknown";
 }
 
 std::optional<micro_kind_t> kind_from_name(std::string_view name) noexcept {

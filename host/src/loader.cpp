@@ -238,7 +238,7 @@ LoadResult ModuleLoader::load(const fs::path& file) const {
     if (p == nullptr || p->struct_size < kMinPluginSize)
       return {nullptr, refuse(file, where + " is missing or too small", "rebuild the module")};
     micro_plugin_t plugin = read_struct(p);
-    const char* kind = kind_name(static_cast<micro_kind_t>(plugin.kind));
+    const char* kind = micro_kind_name(plugin.kind);
     if (kind == nullptr)
       return {nullptr, refuse(file, where + " has unknown kind " + std::to_string(plugin.kind),
                               "rebuild it against this SDK")};

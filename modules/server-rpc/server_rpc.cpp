@@ -507,6 +507,29 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
   if (!thrown.ok()) reply.fail(thrown);
 }
 
+// Reads and drops what the caller still sends on a finished stream until it ends (bounded by
+// one second), then releases the connection.
+void drain(RpcServer& server, std::shared_ptr<Connection> connection) {
+  auto timer = std::make_shared<asio::steady_timer>(server.io(), std::chrono::seconds(1));
+  timer->async_wait([connection](const boost::system::error_code& ec) {
+    if (!ec) connection->close();
+  });
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [&server, connection, timer, weak = std::weak_ptr<std::function<void()>>(step)] {
+    connection->socket().recv([&server, connection, timer, weak](
+                                  const micro::Error& error, std::optional<micro::Message> m) {
+      if (error.ok() && m) {
+        if (auto next = weak.lock()) return (*next)();
+      }
+      asio::post(server.io(), [timer] { timer->cancel(); });
+      server.connection_ended(connection);
+    });
+  };
+  (*step)();
+  // Kept alive by the timer's handler until the drain ends.
+  timer->async_wait([step](const boost::system::error_code&) {});
+}
+
 // The handler's side of a stream: frames in the stream's content type, translated to and from
 // protobuf binary for typed endpoints.
 class ServerStream final : public micro::StreamImpl {
@@ -526,8 +549,15 @@ class ServerStream final : public micro::StreamImpl {
       std::lock_guard<std::recursive_mutex> lock(alive_->mutex);
       alive_->alive = false;
     }
-    connection_->close();
     server_.call_finished();
+    // A stream that ended cleanly reads the caller's remaining bytes before closing: closing
+    // with unread input makes TCP reset the connection, and a reset can overtake the last frames
+    // on their way to the caller.
+    if (ended_.load() && !recv_pending_.load()) {
+      drain(server_, connection_);
+      return;
+    }
+    connection_->close();
     server_.connection_ended(connection_);
   }
 
@@ -546,11 +576,13 @@ class ServerStream final : public micro::StreamImpl {
 
   void recv(micro::MessageCallback on_message) override {
     auto alive = alive_;
+    recv_pending_ = true;
     connection_->socket().recv(
         [this, alive, on_message = std::move(on_message)](const micro::Error& error,
                                                           std::optional<micro::Message> message) {
           std::lock_guard<std::recursive_mutex> lock(alive->mutex);
           if (!alive->alive) return;
+          recv_pending_ = false;
           if (!error.ok() || !message || !handler_->request_schema)
             return on_message(error, std::move(message));
           micro::Message canonical;
@@ -562,7 +594,10 @@ class ServerStream final : public micro::StreamImpl {
   }
 
   void close_send(micro::Done done) override {
-    connection_->socket().close_send(guard(std::move(done)));
+    connection_->socket().close_send(guard([this, done = std::move(done)](const micro::Error& e) {
+      if (e.ok()) ended_ = true;
+      done(e);
+    }));
   }
 
   void cancel() override { connection_->close(); }
@@ -585,6 +620,8 @@ class ServerStream final : public micro::StreamImpl {
   std::string content_type_;
   micro::Codec codec_;
   std::shared_ptr<Alive> alive_;
+  std::atomic<bool> ended_{false};         // our response is complete
+  std::atomic<bool> recv_pending_{false};  // a recv of the handler's is outstanding
 };
 
 void RpcServer::dispatch_stream(const std::shared_ptr<Connection>& connection, micro::Message head,

@@ -105,6 +105,14 @@ TEST(Loader, RefusesAModuleOfAnotherAbiMajorBeforeCallingIt) {
       << detail;
 }
 
+TEST(Loader, RefusesAPluginOfAKindThisHostDoesNotKnow) {
+  const fs::path file = fixture_dir() / "unknown-kind.so";
+  const auto result = ModuleLoader().load(file);
+  expect_refused(result, file);
+  EXPECT_TRUE(contains(result.error.detail(), "plugin #0 has unknown kind 42"))
+      << result.error.detail();
+}
+
 TEST(Loader, RefusesALibraryThatExportsNoEntrySymbol) {
   const fs::path file = fixture_dir() / "no-entry.so";
   const auto result = ModuleLoader().load(file);

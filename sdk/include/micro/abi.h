@@ -66,4 +66,11 @@ typedef enum micro_kind {
 /* Bit for a kind in a `required_kinds` mask. */
 #define MICRO_KIND_BIT(kind) (1u << (unsigned)(kind))
 
+/* The kind's name as the TOML table calls it ("registry"), or NULL for a value that is no kind. */
+static inline const char* micro_kind_name(uint32_t kind) {
+  static const char* const names[] = {NULL,     "codec",  "transport", "registry", "selector",
+                                      "broker", "client", "server",    "service",  "handler"};
+  return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : NULL;
+}
+
 #endif /* MICRO_ABI_H */

@@ -23,29 +23,7 @@ typedef struct stub {
   const micro_host_api_t* host; /* valid until this instance is destroyed */
 } stub_t;
 
-static const char* kind_text(micro_kind_t kind) {
-  switch (kind) {
-    case MICRO_KIND_CODEC:
-      return "codec";
-    case MICRO_KIND_TRANSPORT:
-      return "transport";
-    case MICRO_KIND_REGISTRY:
-      return "registry";
-    case MICRO_KIND_SELECTOR:
-      return "selector";
-    case MICRO_KIND_BROKER:
-      return "broker";
-    case MICRO_KIND_CLIENT:
-      return "client";
-    case MICRO_KIND_SERVER:
-      return "server";
-    case MICRO_KIND_SERVICE:
-      return "service";
-    case MICRO_KIND_HANDLER:
-      return "handler";
-  }
-  return "unknown";
-}
+static const char* kind_text(micro_kind_t kind) { return micro_kind_name((uint32_t)kind); }
 
 static void log_line(const micro_host_api_t* host, micro_log_level_t level, const char* text) {
   if (!MICRO_HAS_MEMBER(micro_host_api_t, host, log) || host->log == NULL) return;
