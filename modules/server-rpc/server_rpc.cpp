@@ -412,15 +412,16 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
   const std::string accept = micro::header_value(request, "accept");
   const bool stream = micro::header_value(request, "micro-stream") == "1";
 
+  // One call state serves both outcomes: an error answered here, or the handler's answer.
+  auto call = std::make_shared<CallState>();
+  call->connection = connection;
+  call->call_id = call_id;
+  call->endpoint = endpoint;
   auto fail = [&](const micro::Error& error) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       ++in_flight_;
     }
-    auto call = std::make_shared<CallState>();
-    call->connection = connection;
-    call->call_id = call_id;
-    call->endpoint = endpoint;
     answer(*this, call, micro::Error(error).with_id(service_.name), {});
   };
 
@@ -449,10 +450,6 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
     return fail(micro::Error::unavailable("server busy: " + std::to_string(max_calls_) +
                                           " calls in flight (max_concurrent_calls)"));
 
-  auto call = std::make_shared<CallState>();
-  call->connection = connection;
-  call->call_id = call_id;
-  call->endpoint = endpoint;
   call->response_schema = handler->response_schema;
 
   micro::Request req;
