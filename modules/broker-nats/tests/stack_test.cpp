@@ -161,6 +161,27 @@ INSTANTIATE_TEST_SUITE_P(
         Garbage{"HeaderSizeAboveTotal", "HMSG t 1 10 5\r\nhello\r\n", R"({"headers":true})"}),
     [](const auto& info) { return std::string(info.param.name); });
 
+// The module answers the server's PING, sends its own every ping_interval_ms, and drops a
+// connection that leaves max_pings_out of them unanswered.
+TEST(BrokerNatsFakeServerPing, AnswersPingsAndDropsAServerThatStopsAnswering) {
+  FakeServer fake;
+  auto stack = broker_stack(servers_option(fake.url()) +
+                            "ping_interval_ms = 100\nmax_pings_out = 2\n");
+  ASSERT_NE(stack, nullptr);
+  fake.accept();
+  fake.handshake();
+  fake.send("PING\r\n");
+  EXPECT_EQ(fake.line(), "PONG");
+  EXPECT_EQ(fake.line(), "PING");
+  fake.send("PONG\r\n");  // the first is answered ...
+  EXPECT_EQ(fake.line(), "PING");
+  EXPECT_EQ(fake.line(), "PING");  // ... the next two are not
+  EXPECT_TRUE(fake.client_closed()) << "a silent server is dropped";
+  fake.accept();  // and the module reconnects
+  fake.handshake();
+  EXPECT_TRUE(micro::Broker(stack->broker()).connect().ok());
+}
+
 // Runs connect() while the fake server answers every attempt with `serve`; returns its result.
 template <class Serve>
 Error connect_against(FakeServer& fake, const micro::Broker& broker, Serve serve) {
