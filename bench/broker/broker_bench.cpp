@@ -125,7 +125,10 @@ class NatsServer {
 // What both sides share: the in-flight window and the latencies the subscriber records.
 class Run {
  public:
-  explicit Run(const Params& p) : params_(p) { latencies_.reserve(p.count); }
+  explicit Run(const Params& p)
+      : params_(p), deadline_(Clock::now() + std::chrono::seconds(p.seconds)) {
+    latencies_.reserve(p.count);
+  }
 
   // Subscriber side, one thread: the message stamped `sent_ns` arrived.
   void delivered(int64_t sent_ns) {
@@ -159,10 +162,8 @@ class Run {
     }
     return true;
   }
-  void start() {
-    first_ns_ = now_ns();
-    deadline_ = Clock::now() + std::chrono::seconds(params_.seconds);
-  }
+  // The clock starts (the deadline counts from construction, setup included).
+  void start() { first_ns_ = now_ns(); }
   bool over() const { return Clock::now() > deadline_; }
   int delivered_count() const { return delivered_.load(std::memory_order_acquire); }
 
@@ -192,7 +193,7 @@ class Run {
   std::mutex mutex_;
   std::condition_variable changed_;
   int64_t first_ns_ = 0, last_ns_ = 0;
-  Clock::time_point deadline_;
+  const Clock::time_point deadline_;
 };
 
 void stamp(char* payload, int64_t ns) { std::memcpy(payload, &ns, sizeof(ns)); }
@@ -461,13 +462,19 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("\nmedian over %d repetitions:\n%-14s %12s %10s %10s %16s\n", p.reps, "", "msgs/s",
-              "p50 us", "p99 us", "rate / bare");
+  // Two ratios: of the medians, and the median of each repetition's ratio (a module run and the
+  // bare run just before it share the machine's mood).
+  std::printf("\nmedian over %d repetitions:\n%-14s %12s %10s %10s %12s %14s\n", p.reps, "",
+              "msgs/s", "p50 us", "p99 us", "rate / bare", "per-rep ratio");
   const double anchor = median(series[0].rate);
   for (const auto& s : series) {
     if (s.rate.empty()) continue;
-    std::printf("%-14s %12.0f %10.1f %10.1f %16.2f\n", s.label.c_str(), median(s.rate),
-                median(s.p50), median(s.p99), anchor > 0 ? median(s.rate) / anchor : 0);
+    std::vector<double> ratios;
+    for (size_t i = 0; i < s.rate.size() && i < series[0].rate.size(); ++i)
+      if (series[0].rate[i] > 0) ratios.push_back(s.rate[i] / series[0].rate[i]);
+    std::printf("%-14s %12.0f %10.1f %10.1f %12.2f %14.2f\n", s.label.c_str(), median(s.rate),
+                median(s.p50), median(s.p99), anchor > 0 ? median(s.rate) / anchor : 0,
+                median(ratios));
   }
   std::printf("(target from the issue: broker-http >= 0.50 x bare NATS)\n");
   return 0;
