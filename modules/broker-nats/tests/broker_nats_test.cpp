@@ -196,6 +196,36 @@ TEST_F(BrokerNats, UnsubscribedHandlerIsNotCalledAgain) {
   EXPECT_EQ(calls, 1);
 }
 
+// disconnect() writes what is queued before it closes; publishing then fails until connect().
+TEST_F(BrokerNats, DisconnectFlushesThenRefusesUntilConnectedAgain) {
+  auto sub_stack = make();
+  auto pub_stack = make();
+  Broker subscriber(sub_stack->broker());
+  Broker publisher(pub_stack->broker());
+  Collector<std::string> got;
+  auto sub = subscriber.subscribe("d", [&](std::string_view, const Message& m) {
+    got.push(m.body);
+    return Error{};
+  });
+  ASSERT_TRUE(sub.ok());
+  ASSERT_TRUE(sync(subscriber));
+  Collector<Error> completions;
+  for (int i = 0; i < 1000; ++i)
+    publisher.publish("d", Message{{}, std::to_string(i)},
+                      [&](const Error& e) { completions.push(e); });
+  ASSERT_TRUE(publisher.disconnect().ok());
+  ASSERT_EQ(completions.snapshot().size(), 1000u) << "every queued publish completed first";
+  for (const auto& e : completions.snapshot()) EXPECT_TRUE(e.ok()) << e.to_string();
+  EXPECT_TRUE(got.wait_for([](const auto& v) { return v.size() == 1000; }));
+
+  const Error refused = publisher.publish("d", Message{{}, "late"});
+  EXPECT_EQ(refused.code(), 503);
+  EXPECT_NE(refused.detail().find("call connect() first"), std::string::npos) << refused.detail();
+  ASSERT_TRUE(publisher.connect().ok());
+  ASSERT_TRUE(publisher.publish("d", Message{{}, "again"}).ok());
+  EXPECT_TRUE(got.wait_for([](const auto& v) { return v.size() == 1001 && v.back() == "again"; }));
+}
+
 TEST_F(BrokerNats, ReconnectsAndResubscribesWhenTheServerRestarts) {
   auto sub_stack = make();
   auto pub_stack = make();
@@ -292,6 +322,42 @@ TEST(BrokerNatsNoServer, ConnectsTransparentlyOnceTheServerComesUp) {
   ASSERT_TRUE(got.wait_for([&](const auto& v) { return int(v.size()) == accepted; }, 10s));
   EXPECT_EQ(got.snapshot().front().substr(0, 9), "buffered0");
   EXPECT_TRUE(broker.connect().ok());
+}
+
+}  // namespace
+
+namespace {
+
+// Option mistakes stop the stack at creation, naming the option and what to write instead.
+TEST(BrokerNatsOptions, MistakesAreReportedBeforeAnythingStarts) {
+  struct Case {
+    std::string options;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"servers = [\"tls://127.0.0.1:4222\"]\n", "servers[0]: 'tls://127.0.0.1:4222' uses tls://"},
+      {"servers = [\"nats://127.0.0.1:99999\"]\n", "is not a server address; write nats://host:port"},
+      {"servers = [\"nats://u:p@127.0.0.1:4222\"]\n", "carries credentials"},
+      {"servers = []\n", "servers is empty"},
+      {"address = \"127.0.0.1:4222\"\nservers = [\"nats://127.0.0.1:4222\"]\n",
+       "address and servers both given"},
+      {"user = \"u\"\n", "user and pass go together"},
+      {"connect_timeout_ms = 0\n", "connect_timeout_ms = 0 is out of range"},
+  };
+  for (const auto& c : cases) {
+    auto built = micro::testing::build_stack("[broker]\nmodule = \"broker-nats\"\n" + c.options,
+                                             {MICRO_KIND_BROKER});
+    EXPECT_EQ(built.stack, nullptr) << c.options;
+    std::string all;
+    for (const auto& e : built.errors) all += e + "\n";
+    EXPECT_NE(all.find(c.says), std::string::npos) << c.options << " gave: " << all;
+  }
+  // address alone, in host:port form, is accepted.
+  auto ok = micro::testing::build_stack(
+      "[broker]\nmodule = \"broker-nats\"\naddress = \"127.0.0.1:1\"\n", {MICRO_KIND_BROKER});
+  EXPECT_TRUE(ok.errors.empty());
+  ASSERT_NE(ok.stack, nullptr);
+  EXPECT_EQ(Broker(ok.stack->broker()).address(), "nats://127.0.0.1:1");
 }
 
 }  // namespace
