@@ -344,6 +344,11 @@ class NatsBroker final : public BrokerPlugin, private ProtocolEvents {
     resolver_.cancel();
     if (conn_) {
       error_code ignored;
+      // Unread input would make close() send a reset, which may discard what was just written.
+      char sink[4096];
+      while (conn_->socket.is_open() && conn_->socket.available(ignored) > 0 && !ignored &&
+             conn_->socket.read_some(asio::buffer(sink), ignored) > 0 && !ignored) {
+      }
       conn_->socket.shutdown(tcp::socket::shutdown_both, ignored);
       conn_->socket.close(ignored);
     }
