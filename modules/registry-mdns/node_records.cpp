@@ -139,6 +139,10 @@ Result<std::vector<std::string>> encode_txt(const Service& service) {
   auto toml = registry_file::encode_node_file({service, 0});
   if (!toml.ok()) return {toml.error, {}};
   std::string payload = toml.value;
+  if (payload.size() > kMaxPayloadBytes)
+    return {Error::bad_request("mdns: node '" + node.id + "' of '" + service.name +
+                               "' is over 64 KiB described; too large for mDNS"),
+            {}};
   std::string key = "t";
   if (payload.size() > kCompressAbove) {
     payload = deflate(payload);
