@@ -380,6 +380,10 @@ class MdnsRegistry final : public RegistryPlugin {
       return;
     }
     if (!message->response) return answer(*message, sender);
+    if (sender.port() != kPort) {  // RFC 6762 §11: a response from another port is no mDNS
+      log_.debug("registry-mdns: ignored a response from port ", sender.port());
+      return;
+    }
     std::vector<Record> records = std::move(message->answers);
     records.insert(records.end(), std::make_move_iterator(message->additionals.begin()),
                    std::make_move_iterator(message->additionals.end()));

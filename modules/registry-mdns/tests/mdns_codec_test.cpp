@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "dns_message.hpp"
+#include "foreign_packet.hpp"
 #include "node_records.hpp"
 
 namespace {
@@ -68,37 +69,7 @@ std::optional<Message> decode(const Bytes& b, std::string* why = nullptr) {
   return decode_message(b.data(), b.size(), why);
 }
 
-// The RFC 6763 §4 example shape: a printer announcing _ipp._tcp, built byte by byte as another
-// responder (e.g. a printer's firmware) would send it, with name compression.
-Bytes foreign_printer_announcement(uint32_t ttl = 120) {
-  Bytes b = header(0, 0x8400, 0, 4);
-  const size_t type_at = b.size();
-  put_rr(b, name_bytes("_ipp._tcp.local"), kTypePtr, kClassIn, ttl, [] {
-    Bytes r;
-    r.push_back(10);
-    for (char c : std::string("My Printer")) r.push_back(uint8_t(c));
-    r.push_back(0xC0);  // pointer to _ipp._tcp.local at offset type_at (12)
-    r.push_back(12);
-    return r;
-  }());
-  (void)type_at;
-  // The instance name as a pointer to the PTR's rdata (offset 12 + 17 + 10 = 39).
-  const Bytes instance{0xC0, 39};
-  Bytes srv;
-  put16(srv, 0);
-  put16(srv, 0);
-  put16(srv, 631);
-  put_name(srv, "printer.local");
-  put_rr(b, instance, kTypeSrv, kClassIn | kClassTopBit, ttl, srv);
-  Bytes txt;
-  for (std::string s : {"txtvers=1", "rp=queues/main", "note=2nd floor", "Color"}) {
-    txt.push_back(uint8_t(s.size()));
-    txt.insert(txt.end(), s.begin(), s.end());
-  }
-  put_rr(b, instance, kTypeTxt, kClassIn | kClassTopBit, ttl, txt);
-  put_rr(b, name_bytes("printer.local"), kTypeA, kClassIn | kClassTopBit, ttl, {192, 0, 2, 7});
-  return b;
-}
+Bytes foreign_printer_announcement() { return mdns_test::printer_announcement(); }
 
 micro::Service sample_service() {
   micro::Service s;
