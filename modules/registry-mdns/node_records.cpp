@@ -237,12 +237,19 @@ std::optional<Service> node_from_records(const Name& instance, const Record& srv
   for (const char* key : {"t", "z"}) {
     if (pairs.count(std::string(key) + "0") == 0) continue;
     std::string payload;
-    for (size_t n = 0;; ++n) {
-      auto it = pairs.find(key + std::to_string(n));
+    size_t chunks = 0;
+    for (;; ++chunks) {
+      auto it = pairs.find(key + std::to_string(chunks));
       if (it == pairs.end()) break;
       payload += it->second;
       if (payload.size() > kMaxPayloadBytes) return fail(why, "TXT payload is too large");
     }
+    size_t named = 0;  // every "<key><digits>" pair, to notice a gap
+    for (const auto& [k, v] : pairs)
+      if (k.size() > 1 && k[0] == *key &&
+          k.find_first_not_of("0123456789", 1) == std::string::npos)
+        ++named;
+    if (named != chunks) return fail(why, "TXT payload chunks have a gap");
     if (*key == 'z') {
       auto inflated = inflate_bounded(payload);
       if (!inflated) return fail(why, "TXT payload does not inflate (corrupt, or over 64 KiB)");

@@ -383,6 +383,19 @@ TEST(NodeRecords, CorruptOrBombPayloadsAreRefused) {
   EXPECT_FALSE(node_from_records(instance, srv, {"t0=not toml at all ["}, {}, &why));
   EXPECT_FALSE(why.empty());
   EXPECT_FALSE(node_from_records(instance, srv, {"z0=\x78\x9c garbage"}, {}, &why));
+  // A lost chunk: t0 and t2 without t1.
+  auto good = encode_txt(sample_service());
+  ASSERT_TRUE(good.ok());
+  std::vector<std::string> gapped;
+  for (const auto& s : good.value)
+    if (s.rfind("t0=", 0) == 0) {
+      gapped.push_back("t0=" + s.substr(3, 10));
+      gapped.push_back("t2=" + s.substr(13));
+    } else if (s[0] != 't') {
+      gapped.push_back(s);
+    }
+  EXPECT_FALSE(node_from_records(instance, srv, gapped, {}, &why));
+  EXPECT_NE(why.find("gap"), std::string::npos) << why;
   // 1 MiB of zeros deflates to ~1 KiB; inflating it is stopped at 64 KiB.
   const std::string zeros(1 << 20, '0');
   std::string bomb(compressBound(zeros.size()), '\0');
