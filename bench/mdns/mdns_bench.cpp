@@ -85,7 +85,7 @@ void report(const char* what, std::vector<double> v, double anchor) {
   std::sort(v.begin(), v.end());
   auto at = [&](double q) { return v[size_t(q * double(v.size() - 1) + 0.5)]; };
   std::printf("  %-40s %8.3f %8.3f %8.3f %8.3f", what, at(0.5), at(0.1), at(0.9), v.back());
-  if (anchor > 0) std::printf("  %8.1f", at(0.5) / anchor);
+  if (anchor > 0) std::printf("  %8.2f", at(0.5) / anchor);
   std::printf("\n");
 }
 

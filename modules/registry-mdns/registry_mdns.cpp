@@ -247,6 +247,8 @@ class MdnsRegistry final : public RegistryPlugin {
       }
       v4_.set_option(asio::ip::multicast::enable_loopback(true));
       v4_.set_option(asio::ip::multicast::hops(255));
+      boost::system::error_code ignored;  // the kernel may cap it (net.core.rmem_max)
+      v4_.set_option(asio::socket_base::receive_buffer_size(1 << 20), ignored);
     } catch (const std::exception& e) {
       throw Exception(Error::unavailable(
           std::string("registry-mdns: cannot listen on 0.0.0.0:5353 and join 224.0.0.251: ") +
