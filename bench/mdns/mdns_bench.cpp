@@ -172,10 +172,16 @@ int main(int argc, char** argv) {
     const auto& id = node.nodes[0].id;
     auto start = Clock::now();
     announcer.register_service(node);
-    if (auto at = events.wait(micro::RegistryEventType::create, id)) reg.push_back(ms(*at - start)); else ++lost;
+    if (auto at = events.wait(micro::RegistryEventType::create, id))
+      reg.push_back(ms(*at - start));
+    else
+      ++lost;
     start = Clock::now();
     announcer.deregister_service(node);
-    if (auto at = events.wait(micro::RegistryEventType::remove, id)) dereg.push_back(ms(*at - start)); else ++lost;
+    if (auto at = events.wait(micro::RegistryEventType::remove, id))
+      dereg.push_back(ms(*at - start));
+    else
+      ++lost;
   }
   for (int i = 0; i < n; ++i) {
     auto short_lived = stack(mdns);
@@ -185,10 +191,14 @@ int main(int argc, char** argv) {
     if (!events.wait(micro::RegistryEventType::create, node.nodes[0].id)) ++lost;
     const auto start = Clock::now();
     short_lived.reset();  // module destroyed: goodbye for what is still registered
-    if (auto at = events.wait(micro::RegistryEventType::remove, node.nodes[0].id)) stop.push_back(ms(*at - start)); else ++lost;
+    if (auto at = events.wait(micro::RegistryEventType::remove, node.nodes[0].id))
+      stop.push_back(ms(*at - start));
+    else
+      ++lost;
   }
 
-  std::printf("registry-mdns latency, %d runs each, ms (ratio: median / bare multicast median)\n", n);
+  std::printf("registry-mdns latency, %d runs each, ms (ratio: median / bare multicast median)\n",
+              n);
   std::printf("  %-40s %8s %8s %8s %8s  %8s\n", "", "median", "p10", "p90", "max", "ratio");
   report("bare multicast datagram to another thread", raw, anchor);
   report("registry-memory register -> event", memory, anchor);

@@ -40,15 +40,16 @@ Result<std::string> name_wire(const Name& name) {
   std::string wire;
   for (const auto& label : name) {
     if (label.empty() || label.size() > kMaxLabel)
-      return {Error::bad_request("mdns: label of " + std::to_string(label.size()) +
-                                 " bytes in '" + to_string(name) + "' (1 to 63 allowed)"),
+      return {Error::bad_request("mdns: label of " + std::to_string(label.size()) + " bytes in '" +
+                                 to_string(name) + "' (1 to 63 allowed)"),
               {}};
     wire.push_back(static_cast<char>(label.size()));
     wire += label;
   }
   wire.push_back('\0');
   if (wire.size() > kMaxName)
-    return {Error::bad_request("mdns: name '" + to_string(name) + "' is longer than 255 bytes"), {}};
+    return {Error::bad_request("mdns: name '" + to_string(name) + "' is longer than 255 bytes"),
+            {}};
   return {{}, wire};
 }
 
@@ -194,13 +195,19 @@ size_t encoded_size_bound(const Record& record) {
   };
   size_t rdata = 0;
   switch (record.type) {
-    case kTypePtr: rdata = name_size(record.target); break;
-    case kTypeSrv: rdata = 6 + name_size(record.target); break;
+    case kTypePtr:
+      rdata = name_size(record.target);
+      break;
+    case kTypeSrv:
+      rdata = 6 + name_size(record.target);
+      break;
     case kTypeTxt:
       for (const auto& s : record.strings) rdata += 1 + s.size();
       if (record.strings.empty()) rdata = 1;
       break;
-    default: rdata = record.address.size(); break;
+    default:
+      rdata = record.address.size();
+      break;
   }
   return name_size(record.name) + 10 + rdata;
 }
@@ -222,7 +229,8 @@ Result<std::vector<uint8_t>> encode_message(const Message& message) {
     ldns_rr_set_question(rr, true);
     ldns_rr_set_owner(rr, dname_rdf(owner.value));
     ldns_rr_set_type(rr, static_cast<ldns_rr_type>(q.type));
-    ldns_rr_set_class(rr, static_cast<ldns_rr_class>(kClassIn | (q.unicast_response ? kClassTopBit : 0)));
+    ldns_rr_set_class(
+        rr, static_cast<ldns_rr_class>(kClassIn | (q.unicast_response ? kClassTopBit : 0)));
     ldns_pkt_push_rr(packet.get(), LDNS_SECTION_QUESTION, rr);
   }
 
@@ -232,7 +240,8 @@ Result<std::vector<uint8_t>> encode_message(const Message& message) {
     ldns_rr* rr = ldns_rr_new();
     ldns_rr_set_owner(rr, dname_rdf(owner.value));
     ldns_rr_set_type(rr, static_cast<ldns_rr_type>(r.type));
-    ldns_rr_set_class(rr, static_cast<ldns_rr_class>(kClassIn | (r.cache_flush ? kClassTopBit : 0)));
+    ldns_rr_set_class(rr,
+                      static_cast<ldns_rr_class>(kClassIn | (r.cache_flush ? kClassTopBit : 0)));
     ldns_rr_set_ttl(rr, r.ttl);
     // The rr is owned by the packet from here on, so an early return cannot leak it.
     ldns_pkt_push_rr(packet.get(), section, rr);
@@ -266,9 +275,9 @@ Result<std::vector<uint8_t>> encode_message(const Message& message) {
       case kTypeAaaa: {
         const size_t want = r.type == kTypeA ? 4 : 16;
         if (r.address.size() != want) return Error::bad_request("mdns: bad address record size");
-        ldns_rr_push_rdf(rr, ldns_rdf_new_frm_data(r.type == kTypeA ? LDNS_RDF_TYPE_A
-                                                                     : LDNS_RDF_TYPE_AAAA,
-                                                   want, r.address.data()));
+        ldns_rr_push_rdf(
+            rr, ldns_rdf_new_frm_data(r.type == kTypeA ? LDNS_RDF_TYPE_A : LDNS_RDF_TYPE_AAAA, want,
+                                      r.address.data()));
         return {};
       }
       default:
@@ -283,12 +292,16 @@ Result<std::vector<uint8_t>> encode_message(const Message& message) {
   uint8_t* wire = nullptr;
   size_t size = 0;
   const ldns_status status = ldns_pkt2wire(&wire, packet.get(), &size);
-  std::unique_ptr<uint8_t, decltype(&std::free)> owned(wire, &std::free);  // ldns allocates with malloc
+  std::unique_ptr<uint8_t, decltype(&std::free)> owned(wire,
+                                                       &std::free);  // ldns allocates with malloc
   if (status != LDNS_STATUS_OK)
-    return {Error::internal(std::string("mdns: encoding failed: ") + ldns_get_errorstr_by_id(status)), {}};
+    return {
+        Error::internal(std::string("mdns: encoding failed: ") + ldns_get_errorstr_by_id(status)),
+        {}};
   if (size > kMaxMessageBytes)
     return {Error::bad_request("mdns: message of " + std::to_string(size) +
-                               " bytes exceeds the 9000-byte mDNS limit"), {}};
+                               " bytes exceeds the 9000-byte mDNS limit"),
+            {}};
   return R{{}, std::vector<uint8_t>(wire, wire + size)};
 }
 

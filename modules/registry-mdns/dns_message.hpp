@@ -49,11 +49,11 @@ struct Record {
   Name name;
   uint16_t type = 0;
   bool cache_flush = false;
-  uint32_t ttl = 0;                  // seconds; 0 is a goodbye
-  Name target;                       // PTR, SRV
+  uint32_t ttl = 0;                             // seconds; 0 is a goodbye
+  Name target;                                  // PTR, SRV
   uint16_t priority = 0, weight = 0, port = 0;  // SRV
-  std::vector<std::string> strings;  // TXT, each <= 255 bytes
-  std::string address;               // A: 4 raw bytes, AAAA: 16
+  std::vector<std::string> strings;             // TXT, each <= 255 bytes
+  std::string address;                          // A: 4 raw bytes, AAAA: 16
 };
 
 struct Message {

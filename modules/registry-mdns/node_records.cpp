@@ -232,7 +232,8 @@ std::optional<Service> node_from_records(const Name& instance, const Record& srv
                                          const std::vector<std::string>& txt,
                                          const std::vector<std::string>& addresses,
                                          std::string* why) {
-  if (instance.size() < 3) return fail(why, "instance name '" + to_string(instance) + "' is too short");
+  if (instance.size() < 3)
+    return fail(why, "instance name '" + to_string(instance) + "' is too short");
   const auto pairs = txt_pairs(txt);
   for (const char* key : {"t", "z"}) {
     if (pairs.count(std::string(key) + "0") == 0) continue;
@@ -246,8 +247,7 @@ std::optional<Service> node_from_records(const Name& instance, const Record& srv
     }
     size_t named = 0;  // every "<key><digits>" pair, to notice a gap
     for (const auto& [k, v] : pairs)
-      if (k.size() > 1 && k[0] == *key &&
-          k.find_first_not_of("0123456789", 1) == std::string::npos)
+      if (k.size() > 1 && k[0] == *key && k.find_first_not_of("0123456789", 1) == std::string::npos)
         ++named;
     if (named != chunks) return fail(why, "TXT payload chunks have a gap");
     if (*key == 'z') {

@@ -87,7 +87,8 @@ class MdnsRegistry final : public RegistryPlugin {
         timer_(io_) {
     if (domain_.empty()) throw Exception(Error::bad_request("registry-mdns: domain is empty"));
     if (default_ttl_ms_ < 1000)
-      throw Exception(Error::bad_request("registry-mdns: ttl_ms must be >= 1000 (DNS TTLs are seconds)"));
+      throw Exception(
+          Error::bad_request("registry-mdns: ttl_ms must be >= 1000 (DNS TTLs are seconds)"));
     if (query_timeout_.count() <= 0)
       throw Exception(Error::bad_request("registry-mdns: query_timeout_ms must be > 0"));
     open_v4(ctx.options().get_list("interfaces"));
@@ -101,8 +102,7 @@ class MdnsRegistry final : public RegistryPlugin {
     // A clean stop says goodbye for every node still registered, then fails pending lookups.
     run_on_io([this] {
       for (const auto& [key, reg] : registrations_) send_goodbye(reg);
-      for (auto& [id, q] : queries_)
-        q.done(Error::unavailable("registry-mdns is stopping"), {});
+      for (auto& [id, q] : queries_) q.done(Error::unavailable("registry-mdns is stopping"), {});
       queries_.clear();
       boost::system::error_code ec;
       v4_.close(ec);
@@ -308,15 +308,16 @@ class MdnsRegistry final : public RegistryPlugin {
       }
       if (v6_.is_open()) {
         boost::system::error_code ec6;
-        v6_.send_to(asio::buffer(bytes), udp::endpoint(asio::ip::make_address_v6("ff02::fb"), kPort),
-                    0, ec6);
+        v6_.send_to(asio::buffer(bytes),
+                    udp::endpoint(asio::ip::make_address_v6("ff02::fb"), kPort), 0, ec6);
       }
     } else if (to.address().is_v4()) {
       v4_.send_to(asio::buffer(bytes), to, 0, ec);
     } else if (v6_.is_open()) {
       v6_.send_to(asio::buffer(bytes), to, 0, ec);
     }
-    if (ec) log_.debug("registry-mdns: send to ", to.address().to_string(), " failed: ", ec.message());
+    if (ec)
+      log_.debug("registry-mdns: send to ", to.address().to_string(), " failed: ", ec.message());
   }
 
   // Sends `batch`, split into as many messages as it takes.
@@ -408,7 +409,8 @@ class MdnsRegistry final : public RegistryPlugin {
       const bool any = q.type == kTypeAny;
       for (const auto& [instance, reg] : registrations_) {
         const NodeRecords& r = reg.records;
-        if (key == enumeration && (any || q.type == kTypePtr)) add(r.enumeration_ptr, batch.answers);
+        if (key == enumeration && (any || q.type == kTypePtr))
+          add(r.enumeration_ptr, batch.answers);
         if (key == name_key(r.type) && (any || q.type == kTypePtr)) {
           add(r.type_ptr, batch.answers);
           add(r.srv, batch.additionals);
@@ -553,7 +555,8 @@ class MdnsRegistry final : public RegistryPlugin {
       if (auto h = hosts_.find(name_key(inst.srv->record.target)); h != hosts_.end())
         for (const auto& t : h->second) addresses.push_back(t.record.address);
       std::string why;
-      node = node_from_records(inst.name, inst.srv->record, inst.txt->record.strings, addresses, &why);
+      node =
+          node_from_records(inst.name, inst.srv->record, inst.txt->record.strings, addresses, &why);
       if (!node) log_.debug("registry-mdns: ignored instance ", to_string(inst.name), ": ", why);
     }
     const int64_t now = unix_ms();
@@ -562,15 +565,16 @@ class MdnsRegistry final : public RegistryPlugin {
         events->push_back({RegistryEventType::remove, *inst.node, now});
     }
     if (node && !(inst.node && *node == *inst.node)) {
-      const bool moved = inst.node && (node->name != inst.node->name || node->version != inst.node->version);
+      const bool moved =
+          inst.node && (node->name != inst.node->name || node->version != inst.node->version);
       const bool first = !inst.node || moved;
       bool others = false;
       for (const auto& [k, other] : instances_)
         if (k != key && other.node && other.node->name == node->name &&
             other.node->version == node->version)
           others = true;
-      events->push_back({first && !others ? RegistryEventType::create : RegistryEventType::update,
-                         *node, now});
+      events->push_back(
+          {first && !others ? RegistryEventType::create : RegistryEventType::update, *node, now});
     }
     inst.node = std::move(node);
     if (!inst.srv && !inst.txt) instances_.erase(it);
@@ -607,17 +611,19 @@ class MdnsRegistry final : public RegistryPlugin {
     std::vector<Service> out;
     for (auto& [k, s] : services) out.push_back(std::move(s));
     if (!q.service.empty() && out.empty())
-      return q.done(Error::not_found("service '" + q.service + "' is not registered (no mDNS answer on ." +
-                                     to_string(domain_) + " within " +
-                                     std::to_string(query_timeout_.count()) + " ms)"),
-                    {});
+      return q.done(
+          Error::not_found("service '" + q.service + "' is not registered (no mDNS answer on ." +
+                           to_string(domain_) + " within " +
+                           std::to_string(query_timeout_.count()) + " ms)"),
+          {});
     q.done({}, out);
   }
 
   // ---- time --------------------------------------------------------------------------------
 
   Clock::time_point next_reannounce(const Registration& reg) const {
-    if (reg.lapse != Clock::time_point::max()) return Clock::time_point::max();  // refreshed by re-registering
+    if (reg.lapse != Clock::time_point::max())
+      return Clock::time_point::max();  // refreshed by re-registering
     return Clock::now() + milliseconds(uint64_t(reg.ttl_s) * 800);
   }
 
@@ -667,7 +673,8 @@ class MdnsRegistry final : public RegistryPlugin {
       t = t->second <= now ? tombstones_.erase(t) : std::next(t);
     for (auto h = hosts_.begin(); h != hosts_.end();) {
       auto& list = h->second;
-      list.erase(std::remove_if(list.begin(), list.end(), [&](const Timed& t) { return t.expires <= now; }),
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const Timed& t) { return t.expires <= now; }),
                  list.end());
       for (const auto& t : list) next = std::min(next, t.expires);
       h = list.empty() ? hosts_.erase(h) : std::next(h);

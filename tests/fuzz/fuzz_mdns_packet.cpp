@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& srv : message->answers) {
     if (srv.type != kTypeSrv) continue;
     for (const auto& txt : message->answers)
-      if (txt.type == kTypeTxt) (void)node_from_records(srv.name, srv, txt.strings, addresses, &why);
+      if (txt.type == kTypeTxt)
+        (void)node_from_records(srv.name, srv, txt.strings, addresses, &why);
   }
   for (auto& q : message->questions)
     if (q.name.empty()) return 0;  // the root: nothing we could ask for

@@ -138,7 +138,8 @@ TEST(DnsMessage, EncodeRefusesWhatDnsCannotCarry) {
   EXPECT_EQ(encode_message(m).error.code(), 400);
   m.questions = {{{std::string(63, 'a'), std::string(63, 'b'), std::string(63, 'c'),
                    std::string(63, 'd'), "local"},
-                  kTypePtr, false}};
+                  kTypePtr,
+                  false}};
   EXPECT_EQ(encode_message(m).error.code(), 400);
   Message t;
   Record txt = rec("x.local", kTypeTxt, false, 1);
@@ -300,8 +301,10 @@ TEST(NodeRecords, AMicroNodeComesBackExactlyAndReadablyToOtherTools) {
 TEST(NodeRecords, ALargeServiceIsCompressedAndSplitAcrossStrings) {
   auto service = sample_service();
   for (int i = 0; i < 60; ++i)
-    service.endpoints.push_back({"Greeter.Method" + std::to_string(i), "greeter.Request",
-                                 "greeter.Response", {{"stream", i % 2 ? "true" : "false"}}});
+    service.endpoints.push_back({"Greeter.Method" + std::to_string(i),
+                                 "greeter.Request",
+                                 "greeter.Response",
+                                 {{"stream", i % 2 ? "true" : "false"}}});
   auto records = node_records(service, parse_name("local"), 120);
   ASSERT_TRUE(records.ok()) << records.error.detail();
   bool compressed = false;
@@ -341,7 +344,8 @@ TEST(NodeRecords, LongAndOddNamesBecomeValidLabels) {
   const Name type = service_type("Go.Micro.Srv." + long_name, parse_name("local"));
   EXPECT_LE(type[0].size(), 63u);
   EXPECT_EQ(type[0].rfind("_go-micro-srv-", 0), 0u);
-  EXPECT_NE(service_type("a" + long_name, {"local"})[0], service_type("b" + long_name, {"local"})[0]);
+  EXPECT_NE(service_type("a" + long_name, {"local"})[0],
+            service_type("b" + long_name, {"local"})[0]);
   const Name instance = instance_name(std::string(80, 'i'), type);
   EXPECT_LE(instance[0].size(), 63u);
   auto service = sample_service();

@@ -194,8 +194,7 @@ TEST_F(MdnsCluster, DigSeesTheServiceTypesAndOneServicesRecords) {
   EXPECT_NE(records.find("._greeter._tcp.local. 10 IN SRV 0 0 "), std::string::npos) << records;
   EXPECT_NE(records.find("IN TXT \"txtvers=1\""), std::string::npos) << records;
   EXPECT_NE(records.find("\"service=greeter\" \"version=1.0.0\""), std::string::npos) << records;
-  EXPECT_NE(records.find("ip-127-0-0-1.local. 10 IN A 127.0.0.1"), std::string::npos)
-      << records;
+  EXPECT_NE(records.find("ip-127-0-0-1.local. 10 IN A 127.0.0.1"), std::string::npos) << records;
   // The query id comes back and the question is echoed.
   EXPECT_NE(records.find(";_greeter._tcp.local. IN PTR"), std::string::npos) << records;
 }
@@ -230,8 +229,7 @@ TEST_F(MdnsCluster, ASigtermStoppedServerDisappearsWithin250ms) {
 
 TEST_F(MdnsCluster, ASigkilledServerDisappearsWhenItsTtlLapses) {
   watch_greeter();
-  const pid_t pid =
-      start_greeter("[server]\nregister_ttl_ms = 1000\nregister_interval_ms = 300\n");
+  const pid_t pid = start_greeter("[server]\nregister_ttl_ms = 1000\nregister_interval_ms = 300\n");
   auto created = wait_event(RegistryEventType::create, 20s);
   ASSERT_TRUE(created);
   const auto killed = Clock::now();
