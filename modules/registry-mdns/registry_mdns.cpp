@@ -4,6 +4,7 @@
 //
 // Threading: one io_context thread per instance owns the sockets, the cache and the
 // registrations; the public methods post to it. Completions and watch events run on it.
+#include <net/if.h>
 #include <sys/socket.h>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -71,7 +72,10 @@ class MdnsRegistry final : public RegistryPlugin {
         {"interfaces", MICRO_OPTION_STRING_LIST,
          "IPv4 addresses of the interfaces to join 224.0.0.251 on (empty: the system's default)",
          ""},
+        {"ipv4", MICRO_OPTION_BOOL, "speak mDNS on 224.0.0.251:5353", "true"},
         {"ipv6", MICRO_OPTION_BOOL, "also speak mDNS on [ff02::fb]:5353", "false"},
+        {"ipv6_interface", MICRO_OPTION_STRING,
+         "name of the interface for ff02::fb (empty: the system's choice)", "\"\""},
         {"cache_limit", MICRO_OPTION_INT, "most instances the cache keeps", "1024"},
     };
   }
@@ -91,9 +95,13 @@ class MdnsRegistry final : public RegistryPlugin {
           Error::bad_request("registry-mdns: ttl_ms must be >= 1000 (DNS TTLs are seconds)"));
     if (query_timeout_.count() <= 0)
       throw Exception(Error::bad_request("registry-mdns: query_timeout_ms must be > 0"));
-    open_v4(ctx.options().get_list("interfaces"));
-    if (ctx.options().get_bool("ipv6", false)) open_v6();
-    receive(v4_, v4_buffer_, v4_sender_);
+    const bool ipv4 = ctx.options().get_bool("ipv4", true);
+    const bool ipv6 = ctx.options().get_bool("ipv6", false);
+    if (!ipv4 && !ipv6)
+      throw Exception(Error::bad_request("registry-mdns: ipv4 and ipv6 are both false"));
+    if (ipv4) open_v4(ctx.options().get_list("interfaces"));
+    if (ipv6) open_v6(ctx.options().get_string("ipv6_interface"), /*required=*/!ipv4);
+    if (v4_.is_open()) receive(v4_, v4_buffer_, v4_sender_);
     if (v6_.is_open()) receive(v6_, v6_buffer_, v6_sender_);
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -256,19 +264,29 @@ class MdnsRegistry final : public RegistryPlugin {
     }
   }
 
-  void open_v6() {
+  // `required`: IPv6 is the only family, so failing to join is an error, not a warning.
+  void open_v6(const std::string& interface, bool required) {
     try {
+      if (!interface.empty()) {
+        v6_scope_ = ::if_nametoindex(interface.c_str());
+        if (v6_scope_ == 0) throw std::runtime_error("no interface named '" + interface + "'");
+      }
       v6_.open(udp::v6());
       v6_.set_option(asio::ip::v6_only(true));
       v6_.set_option(asio::socket_base::reuse_address(true));
       set_reuse_port(v6_);
       v6_.bind(udp::endpoint(asio::ip::address_v6::any(), kPort));
-      v6_.set_option(asio::ip::multicast::join_group(asio::ip::make_address_v6("ff02::fb")));
+      v6_.set_option(asio::ip::multicast::join_group(v6_group(), v6_scope_));
+      if (v6_scope_ != 0) v6_.set_option(asio::ip::multicast::outbound_interface(v6_scope_));
       v6_.set_option(asio::ip::multicast::enable_loopback(true));
       v6_.set_option(asio::ip::multicast::hops(255));
     } catch (const std::exception& e) {
       boost::system::error_code ec;
       v6_.close(ec);
+      if (required)
+        throw Exception(Error::unavailable(
+            std::string("registry-mdns: cannot listen on [::]:5353 and join ff02::fb: ") +
+            e.what()));
       log_.warn("registry-mdns: IPv6 disabled, cannot join [ff02::fb]:5353: ", e.what());
     }
   }
@@ -278,6 +296,12 @@ class MdnsRegistry final : public RegistryPlugin {
     int one = 1;
     if (::setsockopt(socket.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
       throw std::runtime_error("SO_REUSEPORT failed");
+  }
+
+  asio::ip::address_v6 v6_group() const {
+    auto group = asio::ip::make_address_v6("ff02::fb");
+    group.scope_id(v6_scope_);
+    return group;
   }
 
   udp::endpoint multicast_endpoint() const {
@@ -298,7 +322,9 @@ class MdnsRegistry final : public RegistryPlugin {
   void send(const std::vector<uint8_t>& bytes, const udp::endpoint& to) {
     boost::system::error_code ec;
     if (to.address().is_v4() && to.address().is_multicast()) {
-      if (v4_interfaces_.empty()) {
+      if (!v4_.is_open()) {
+        // IPv6 only: below.
+      } else if (v4_interfaces_.empty()) {
         v4_.send_to(asio::buffer(bytes), to, 0, ec);
       } else {
         for (const auto& iface : v4_interfaces_) {
@@ -308,10 +334,10 @@ class MdnsRegistry final : public RegistryPlugin {
       }
       if (v6_.is_open()) {
         boost::system::error_code ec6;
-        v6_.send_to(asio::buffer(bytes),
-                    udp::endpoint(asio::ip::make_address_v6("ff02::fb"), kPort), 0, ec6);
+        v6_.send_to(asio::buffer(bytes), udp::endpoint(v6_group(), kPort), 0, ec6);
+        if (ec6) log_.debug("registry-mdns: send to ff02::fb failed: ", ec6.message());
       }
-    } else if (to.address().is_v4()) {
+    } else if (to.address().is_v4() && v4_.is_open()) {
       v4_.send_to(asio::buffer(bytes), to, 0, ec);
     } else if (v6_.is_open()) {
       v6_.send_to(asio::buffer(bytes), to, 0, ec);
@@ -731,6 +757,7 @@ class MdnsRegistry final : public RegistryPlugin {
   asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
   udp::socket v4_, v6_;
   std::vector<asio::ip::address_v4> v4_interfaces_;
+  unsigned int v6_scope_ = 0;  // ff02::fb's interface index; 0: the system's choice
   std::array<uint8_t, kMaxMessageBytes + 1> v4_buffer_{}, v6_buffer_{};
   udp::endpoint v4_sender_, v6_sender_;
   asio::steady_timer timer_;

@@ -241,6 +241,24 @@ TEST_F(MdnsCluster, ASigkilledServerDisappearsWhenItsTtlLapses) {
   EXPECT_LE(took.count(), 1000 + 1000);
 }
 
+TEST_F(MdnsCluster, IpvSixOnlyRegistriesFindEachOtherOnFf02fb) {
+  // IPv4 off: whatever arrives came over [ff02::fb]:5353 on mdns0 (NETNS_IPV6=1 in ctest).
+  const std::string v6 =
+      "ipv4 = false\nipv6 = true\nipv6_interface = \"mdns0\"\n"
+      "query_timeout_ms = 300\n";
+  micro::Registry reader = registry(v6);
+  micro::Registry announcer = registry(v6);
+  micro::Service service;
+  service.name = "greeter6";
+  service.version = "1.0.0";
+  service.nodes = {{"greeter6-1", "[::1]:9000", {{"family", "v6"}}}};
+  ASSERT_TRUE(announcer.register_service(service).ok());
+  auto got = reader.get_service("greeter6");
+  ASSERT_TRUE(got.ok()) << got.error.to_string();
+  ASSERT_EQ(got.value.size(), 1u);
+  EXPECT_EQ(got.value[0], service);
+}
+
 TEST_F(MdnsCluster, AForeignAnnouncementIsReadAsANode) {
   micro::Registry reader = registry();
   // Sent as another responder would: from port 5353 to the group.
