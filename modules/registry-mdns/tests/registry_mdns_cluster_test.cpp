@@ -178,8 +178,8 @@ TEST_F(MdnsCluster, AThirdProcessListsTwoServersWithinOneQueryTimeoutAndMicroGet
 TEST_F(MdnsCluster, DigSeesTheServiceTypesAndOneServicesRecords) {
   start_greeter();
   // dig's query comes from a port other than 5353: a legacy unicast query (RFC 6762 §6.7).
-  // BIND 9.18's dig cannot take answers to a query sent to 224.0.0.251 (it connects its socket
-  // to the address it asked), so it asks the responder's unicast address on port 5353.
+  // BIND 9.18's dig gets no answer to a query sent to 224.0.0.251 (its socket is connected to
+  // the address it asked; see the README), so it asks the responder's address on port 5353.
   const std::string dig = "dig +time=1 +tries=1 -p 5353 @127.0.0.1 ";
   std::string types;
   for (int i = 0; i < 100 && types.find("_greeter._tcp.local.") == std::string::npos; ++i) {
