@@ -885,14 +885,18 @@ void Session::on_read(beast::error_code ec) {
                                         std::to_string(broker_.settings().max_body) + ")"),
                   false);
   }
-  if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-      ec == net::error::eof || ec == net::error::connection_reset ||
-      ec == net::error::operation_aborted || (ec && buffer_.size() == 0 && !parser_->got_some())) {
+  // Bytes that are not HTTP get a 400 (then the connection closes: it cannot be resynchronised);
+  // a peer that leaves, times out or stops mid-request just loses its connection.
+  const bool unparseable = ec && ec.category() == http::make_error_code(http::error::bad_method)
+                                                      .category() &&
+                           ec != http::error::end_of_stream && ec != http::error::partial_message;
+  if (unparseable)
+    return answer(micro::Error::bad_request("not an HTTP request: " + ec.message()), false);
+  if (ec) {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     return;
   }
-  if (ec) return answer(micro::Error::bad_request("not an HTTP request: " + ec.message()), false);
 
   auto request = parser_->release();
   const bool keep_alive = request.keep_alive();
