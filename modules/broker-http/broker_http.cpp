@@ -176,7 +176,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       const tcp::endpoint ep(ip, static_cast<uint16_t>(std::stoul(hp.port)));
       stream_->async_connect(ep, [self = shared_from_this()](beast::error_code e) {
         if (e) return self->failed("connect", e);
-        self->write();
+        self->connected();
       });
       return;
     }
@@ -187,9 +187,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
           if (e) return self->failed("resolve", e);
           self->stream_->async_connect(results, [self](beast::error_code e2, const tcp::endpoint&) {
             if (e2) return self->failed("connect", e2);
-            self->write();
+            self->connected();
           });
         });
+  }
+
+  void connected() {
+    boost::system::error_code ignored;
+    stream_->socket().set_option(tcp::no_delay(true), ignored);
+    write();
   }
 
   void write() {
@@ -652,7 +658,11 @@ class HttpBroker final : public micro::BrokerPlugin {
     acceptor->async_accept(net::make_strand(ioc_), [this, acceptor](beast::error_code ec,
                                                                   tcp::socket socket) {
       if (ec == net::error::operation_aborted) return;
-      if (!ec) std::make_shared<Session>(*this, std::move(socket))->start();
+      if (!ec) {
+        boost::system::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);  // one answer per request: no batching
+        std::make_shared<Session>(*this, std::move(socket))->start();
+      }
       {
         std::lock_guard<std::mutex> lock(mutex_);
         if (acceptor_.get() != acceptor) return;  // closed meanwhile
