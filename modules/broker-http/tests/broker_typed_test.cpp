@@ -49,6 +49,17 @@ TEST(BrokerTyped, ATypedSubscriberReceivesTypedAndJsonEventsAndItsErrorReachesTh
 
   EXPECT_EQ(seen.snapshot(),
             (std::vector<std::string>{"1:typed", "2:typed", "3:typed", "4:json"}));
+
+  // A subscriber added while the server runs starts at once.
+  micro::testing::Collector<int64_t> late;
+  ASSERT_TRUE(brokertest::Subscribe(server, "late-ticks", [&](const brokertest::Tick& tick) {
+                late.push(tick.seq());
+                return micro::Error{};
+              }).ok());
+  brokertest::Tick tick;
+  tick.set_seq(5);
+  ASSERT_TRUE(brokertest::Publish(client, "late-ticks", tick).ok());
+  EXPECT_EQ(late.snapshot(), std::vector<int64_t>{5});
   ASSERT_TRUE(server.stop().ok());
   EXPECT_EQ(micro::Registry(stack->registry()).get_service("micro.http.broker").error.code(), 404)
       << "stopping the server removed its subscription";
