@@ -359,10 +359,10 @@ class HttpBroker final : public micro::BrokerPlugin {
         registry_(ctx.deps().registry),
         settings_(read_settings(ctx)),
         broker_id_(micro::random_hex(8)),
-        ioc_(static_cast<int>(settings_.threads)),
-        work_(net::make_work_guard(ioc_)),
+        ioc_(std::make_unique<net::io_context>(static_cast<int>(settings_.threads))),
+        work_(net::make_work_guard(*ioc_)),
         handlers_(static_cast<size_t>(settings_.handler_threads)) {
-    for (int64_t i = 0; i < settings_.threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
+    for (int64_t i = 0; i < settings_.threads; ++i) threads_.emplace_back([this] { ioc_->run(); });
   }
 
   ~HttpBroker() override {
@@ -387,8 +387,11 @@ class HttpBroker final : public micro::BrokerPlugin {
     handlers_.join();
     pool_.close();
     work_.reset();
-    ioc_.stop();
+    ioc_->stop();
     for (auto& t : threads_) t.join();
+    // Now, while every member is alive: sessions and exchanges still pending go with the
+    // io_context (an exchange answers its publisher 499 as it goes).
+    ioc_.reset();
   }
 
   void connect(micro::Done done) override {
@@ -637,7 +640,7 @@ class HttpBroker final : public micro::BrokerPlugin {
     if (ec)
       return micro::Error::bad_request("broker address '" + settings_.address +
                                        "' needs an IP address: " + ec.message());
-    auto acceptor = std::make_unique<tcp::acceptor>(net::make_strand(ioc_));
+    auto acceptor = std::make_shared<tcp::acceptor>(net::make_strand(*ioc_));
     const tcp::endpoint ep(ip, static_cast<uint16_t>(std::stoul(hp.port)));
     acceptor->open(ep.protocol(), ec);
     if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
@@ -647,15 +650,15 @@ class HttpBroker final : public micro::BrokerPlugin {
       return micro::Error::unavailable("the broker cannot listen on " + settings_.address + ": " +
                                        ec.message());
     address_ = host_port(acceptor->local_endpoint());
-    acceptor_ = std::move(acceptor);
-    accept(acceptor_.get());
+    acceptor_ = acceptor;
+    accept(acceptor);
     schedule_renewal();
     log_.debug("broker endpoint on ", address_);
     return {};
   }
 
-  void accept(tcp::acceptor* acceptor) {
-    acceptor->async_accept(net::make_strand(ioc_), [this, acceptor](beast::error_code ec,
+  void accept(const std::shared_ptr<tcp::acceptor>& acceptor) {
+    acceptor->async_accept(net::make_strand(*ioc_), [this, acceptor](beast::error_code ec,
                                                                   tcp::socket socket) {
       if (ec == net::error::operation_aborted) return;
       if (!ec) {
@@ -665,14 +668,14 @@ class HttpBroker final : public micro::BrokerPlugin {
       }
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (acceptor_.get() != acceptor) return;  // closed meanwhile
+        if (acceptor_ != acceptor) return;  // closed meanwhile
       }
       accept(acceptor);
     });
   }
 
   void stop_listening() {
-    std::unique_ptr<tcp::acceptor> acceptor;
+    std::shared_ptr<tcp::acceptor> acceptor;
     std::shared_ptr<net::steady_timer> renewal;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -681,17 +684,15 @@ class HttpBroker final : public micro::BrokerPlugin {
     }
     if (renewal) net::post(renewal->get_executor(), [renewal] { renewal->cancel(); });
     if (!acceptor) return;
-    // Closed on its strand; freed there too, after the aborted accept has run.
-    auto* raw = acceptor.release();
-    net::post(raw->get_executor(), [raw] {
+    // Closed on its strand; freed with the last handler that holds it.
+    net::post(acceptor->get_executor(), [acceptor] {
       boost::system::error_code ignored;
-      raw->close(ignored);
-      net::post(raw->get_executor(), [raw] { delete raw; });
+      acceptor->close(ignored);
     });
   }
 
   void schedule_renewal() {  // under mutex_
-    auto timer = std::make_shared<net::steady_timer>(ioc_,
+    auto timer = std::make_shared<net::steady_timer>(*ioc_,
                                                      std::chrono::milliseconds(settings_.interval_ms));
     renewal_ = timer;
     timer->async_wait([this, timer](beast::error_code ec) {
@@ -822,7 +823,7 @@ class HttpBroker final : public micro::BrokerPlugin {
   void deliver(const Target& target, const std::shared_ptr<const std::string>& body,
                std::function<void(const micro::Error&, bool)> done) {
     auto exchange = std::make_shared<Exchange>(
-        ioc_, pool_, target.address, std::string(kPath) + micro::broker_http::id_query(target.id),
+        *ioc_, pool_, target.address, std::string(kPath) + micro::broker_http::id_query(target.id),
         *body, std::chrono::milliseconds(settings_.publish_timeout_ms),
         [this, target, done = std::move(done)](const micro::Error& transport, unsigned status,
                                                const micro::Metadata& header, std::string reply) {
@@ -853,12 +854,12 @@ class HttpBroker final : public micro::BrokerPlugin {
   const Settings settings_;
   const std::string broker_id_;
 
-  net::io_context ioc_;
+  std::unique_ptr<net::io_context> ioc_;  // reset first in the destructor
   net::executor_work_guard<net::io_context::executor_type> work_;
-  Pool pool_;  // after ioc_: its sockets go first
+  Pool pool_;  // emptied before ioc_ goes
 
   mutable std::mutex mutex_;
-  std::unique_ptr<tcp::acceptor> acceptor_;
+  std::shared_ptr<tcp::acceptor> acceptor_;
   std::shared_ptr<net::steady_timer> renewal_;
   std::string address_;
   uint64_t next_id_ = 0;

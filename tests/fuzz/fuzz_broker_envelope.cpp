@@ -5,8 +5,8 @@
 //  - a rejection is 400, 404, 405 or 415 with a detail;
 //  - an accepted envelope has a non-empty topic, lower-case header names, and "micro-topic" set;
 //  - an accepted envelope, written again as a publisher writes it, parses to the same message.
-// Build (clang++): compile with envelope.cpp and the envelope.pb.cc protoc makes of
-// envelope.proto, -fsanitize=fuzzer,address,undefined. Seeds: tests/fuzz/corpus/fuzz_broker_envelope/.
+// Build (clang++): compile with envelope.cpp, link libprotobuf and libcrypto,
+// -fsanitize=fuzzer,address,undefined. Seeds: tests/fuzz/corpus/fuzz_broker_envelope/.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
