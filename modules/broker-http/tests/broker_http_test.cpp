@@ -160,7 +160,8 @@ TEST_F(BrokerHttp, BadInputGetsAClearAnswerAndTheSubscriberKeepsDelivering) {
   EXPECT_EQ(status, 200u) << body;
   ASSERT_TRUE(seen_.wait_for([](const auto& v) { return v.size() == 1 && v[0].body == "hi"; }));
 
-  std::tie(status, body) = raw(std::string("\x16\x03\x01\x02\x00garbage\r\n\r\n", 18));
+  static const char kGarbage[] = "\x16\x03\x01\x02\x00garbage\r\n\r\n";  // a TLS hello's start
+  std::tie(status, body) = raw(std::string(kGarbage, sizeof kGarbage - 1));
   EXPECT_EQ(status, 400u) << body;
   EXPECT_NE(body.find("not an HTTP request"), std::string::npos) << body;
 
