@@ -360,8 +360,7 @@ class HttpBroker final : public micro::BrokerPlugin {
         settings_(read_settings(ctx)),
         broker_id_(micro::random_hex(8)),
         ioc_(std::make_unique<net::io_context>(static_cast<int>(settings_.threads))),
-        work_(net::make_work_guard(*ioc_)),
-        handlers_(static_cast<size_t>(settings_.handler_threads)) {
+        work_(net::make_work_guard(*ioc_)) {
     for (int64_t i = 0; i < settings_.threads; ++i) threads_.emplace_back([this] { ioc_->run(); });
   }
 
@@ -384,7 +383,7 @@ class HttpBroker final : public micro::BrokerPlugin {
       deregister(*s);
     }
     stop_listening();
-    handlers_.join();
+    if (handlers_) handlers_->join();
     pool_.close();
     work_.reset();
     ioc_->stop();
@@ -530,7 +529,7 @@ class HttpBroker final : public micro::BrokerPlugin {
       return session->answer(micro::Error::bad_request("subscription '" + id + "' is to '" +
                                                        sub->topic + "', not '" + topic + "'"),
                              keep_alive);
-    net::post(handlers_, [this, session, sub, topic = std::move(topic),
+    net::post(*handlers_, [this, session, sub, topic = std::move(topic),
                           message = std::move(message), keep_alive] {
       micro::Error result;
       {
@@ -633,6 +632,8 @@ class HttpBroker final : public micro::BrokerPlugin {
   micro::Error listen() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (acceptor_) return {};
+    if (!handlers_)
+      handlers_ = std::make_unique<net::thread_pool>(static_cast<size_t>(settings_.handler_threads));
     HostPort hp;
     split_host_port(settings_.address, hp);  // checked in read_settings
     boost::system::error_code ec;
@@ -877,7 +878,7 @@ class HttpBroker final : public micro::BrokerPlugin {
   std::set<std::string> unheard_;  // topics published with no subscriber (warned once)
   micro::RegistryWatch watch_;
 
-  net::thread_pool handlers_;
+  std::unique_ptr<net::thread_pool> handlers_;  // made by the first listen(): publishers need none
   std::vector<std::thread> threads_;
 };
 
