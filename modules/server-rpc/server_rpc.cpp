@@ -189,17 +189,27 @@ class RpcServer final : public micro::ServerPlugin {
     }
     listener_ = std::move(listener.value);
     address_ = std::string(listener_.address());
-    for (auto& s : subscriptions_) {
-      auto sub = broker_.subscribe(s.topic, s.handler, s.options);
-      if (!sub.ok()) {  // undo: no half-started server
-        for (auto& started : subscriptions_) started.subscription.stop();
-        listener_.reset();
-        std::lock_guard<std::mutex> lock(mutex_);
-        started_ = false;
-        return done(micro::Error(sub.error.code(), "cannot subscribe to '" + s.topic + "': " +
-                                                       sub.error.detail()));
+    micro::Error subscribed;
+    {
+      // Under the lock: subscribe() may add to subscriptions_ meanwhile.
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& s : subscriptions_) {
+        auto sub = broker_.subscribe(s.topic, s.handler, s.options);
+        if (!sub.ok()) {
+          subscribed = micro::Error(sub.error.code(), "cannot subscribe to '" + s.topic + "': " +
+                                                          sub.error.detail());
+          break;
+        }
+        s.subscription = std::move(sub.value);
       }
-      s.subscription = std::move(sub.value);
+      if (!subscribed.ok()) {  // undo: no half-started server
+        for (auto& s : subscriptions_) s.subscription.stop();
+        started_ = false;
+      }
+    }
+    if (!subscribed.ok()) {
+      listener_.reset();
+      return done(subscribed);
     }
     micro::Error registered = registry_.register_service(describe(), {uint64_t(ttl_ms_)});
     if (!registered.ok()) {
