@@ -775,6 +775,7 @@ class HttpBroker final : public micro::BrokerPlugin {
     for (const auto& node : service.nodes) {
       if (type == micro::RegistryEventType::remove) {
         targets_.erase(node.id);
+        failed_.erase(node.id);
         continue;
       }
       auto broker = node.metadata.find("broker");
