@@ -221,3 +221,34 @@ TEST(BrokerHttpOptions, BadOptionsAreRefusedWhenTheStackIsBuilt) {
 }
 
 }  // namespace
+
+namespace {
+
+micro_error_t* ignore_message(void*, micro_str_t, const micro_message_t*) { return nullptr; }
+
+// A broker destroyed with a subscription still in place deregisters it (it also warns).
+TEST(BrokerHttpLifetime, DestroyingTheBrokerDeregistersWhatIsLeft) {
+  char tmpl[] = "/tmp/micro-broker-life-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string registry = "[registry]\nmodule = \"registry-file\"\npath = \"" +
+                               std::string(tmpl) + "\"\n";
+  auto watcher = micro::testing::require_stack(registry, {MICRO_KIND_REGISTRY});
+  auto stack = micro::testing::require_stack(
+      registry + "[broker]\nmodule = \"broker-http\"\naddress = \"127.0.0.1:0\"\n",
+      {MICRO_KIND_BROKER});
+  ASSERT_TRUE(watcher && stack);
+  const micro_broker_t broker = stack->broker();
+  const micro_subscribe_options_t options{sizeof(micro_subscribe_options_t), {}};
+  uint64_t id = 0;
+  ASSERT_EQ(broker.vtable->subscribe(broker.self, micro::to_c(std::string_view("left")), &options,
+                                     &ignore_message, nullptr, &id),
+            nullptr);
+  micro::Registry seen(watcher->registry());
+  ASSERT_TRUE(seen.get_service("micro.http.broker").ok());
+  stack.reset();
+  EXPECT_EQ(seen.get_service("micro.http.broker").error.code(), 404);
+  watcher.reset();
+  std::system(("rm -rf " + std::string(tmpl)).c_str());
+}
+
+}  // namespace
