@@ -13,6 +13,7 @@
 #include "micro/host/loader.hpp"
 #include "micro/host/logging.hpp"
 #include "micro/host/stack.hpp"
+#include "micro/broker.hpp"
 #include "micro/client.hpp"
 #include "micro/registry.hpp"
 #include "micro/service.h"
@@ -369,6 +370,93 @@ int watch(const Globals& g, const std::string& name) {
   sigwait(&stop_signals, &signal);
   return 0;
 }
+
+struct PublishArgs {
+  std::string topic, body = "{}", content_type = "application/json";
+  std::vector<std::string> headers;
+};
+
+// Publishes one message through the client (and so the broker the config names).
+int publish(const Globals& g, const PublishArgs& a) {
+  auto stack = build_for(g, {MICRO_KIND_CLIENT});
+  if (!stack) return 2;
+  micro::Message message;
+  message.header = parse_metadata(a.headers);
+  message.header["content-type"] = a.content_type;
+  message.body = a.body;
+  if (auto e = micro::Client(stack->client()).publish(a.topic, message); !e.ok()) {
+    print_error(e);
+    return 1;
+  }
+  return 0;
+}
+
+// One message as one line: the body, with control bytes escaped (\n, \r, \\, \xNN) so a line is
+// always one message.
+std::string one_line(const std::string& body) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(body.size());
+  for (unsigned char c : body) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// Prints each message published on `topic` as it arrives, until SIGINT or SIGTERM.
+int subscribe(const Globals& g, const std::string& topic, const std::string& queue,
+              bool with_headers) {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  auto stack = build_for(g, {MICRO_KIND_BROKER});
+  if (!stack) return 2;
+  micro::Broker broker(stack->broker());
+  if (auto e = broker.connect(); !e.ok()) {
+    print_error(e);
+    return 1;
+  }
+  micro::SubscribeOptions options;
+  options.queue = queue;
+  auto subscription = broker.subscribe(
+      topic,
+      [with_headers](std::string_view, const micro::Message& m) {
+        std::string line;
+        if (with_headers)
+          for (const auto& [k, v] : m.header) line += k + "=" + one_line(v) + " ";
+        line += one_line(m.body);
+        line += '\n';
+        std::fwrite(line.data(), 1, line.size(), stdout);
+        std::fflush(stdout);
+        return micro::Error{};
+      },
+      options);
+  if (!subscription.ok()) {
+    print_error(subscription.error);
+    return 1;
+  }
+  host_logger()->info("subscribed to '{}'{}{} at {}; SIGINT or SIGTERM ends", topic,
+                      queue.empty() ? "" : " in queue ", queue, broker.address());
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  subscription.value.stop();
+  (void)broker.disconnect();
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -446,6 +534,24 @@ int main(int argc, char** argv) {
   auto* watch_cmd = app.add_subcommand("watch", "Print registry events as they happen (Ctrl-C ends)");
   watch_cmd->add_option("SERVICE", service_name, "only this service");
   watch_cmd->callback([&] { status = watch(g, service_name); });
+
+  PublishArgs publish_args;
+  auto* publish_cmd =
+      app.add_subcommand("publish", "Publish a message on a topic through the configured broker");
+  publish_cmd->add_option("TOPIC", publish_args.topic, "topic")->required();
+  publish_cmd->add_option("BODY", publish_args.body, "message body (default {})");
+  publish_cmd->add_option("--content-type", publish_args.content_type, "content type of the body");
+  publish_cmd->add_option("--header,-H", publish_args.headers, "KEY=VALUE header, repeatable");
+  publish_cmd->callback([&] { status = publish(g, publish_args); });
+  std::string sub_topic, sub_queue;
+  bool sub_headers = false;
+  auto* subscribe_cmd = app.add_subcommand(
+      "subscribe", "Print each message published on a topic, one line each, until a signal");
+  subscribe_cmd->add_option("TOPIC", sub_topic, "topic")->required();
+  subscribe_cmd->add_option("--queue,-q", sub_queue,
+                            "queue group: of its members, one gets each message");
+  subscribe_cmd->add_flag("--headers", sub_headers, "print the headers (k=v ...) before the body");
+  subscribe_cmd->callback([&] { status = subscribe(g, sub_topic, sub_queue, sub_headers); });
 
   try {
     app.parse(argc, argv);

@@ -156,7 +156,17 @@ class RpcServer final : public micro::ServerPlugin {
       return micro::Error::not_implemented("no broker is configured: name one in [broker] to "
                                            "subscribe to '" + topic + "'");
     std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return micro::Error::conflict("the server is stopping");
     subscriptions_.push_back({topic, options, std::move(handler), {}});
+    if (!started_) return {};
+    // Already serving: subscribe now rather than never.
+    auto& s = subscriptions_.back();
+    auto sub = broker_.subscribe(s.topic, s.handler, s.options);
+    if (!sub.ok()) {
+      subscriptions_.pop_back();
+      return sub.error;
+    }
+    s.subscription = std::move(sub.value);
     return {};
   }
 
@@ -179,10 +189,27 @@ class RpcServer final : public micro::ServerPlugin {
     }
     listener_ = std::move(listener.value);
     address_ = std::string(listener_.address());
-    for (auto& s : subscriptions_) {
-      auto sub = broker_.subscribe(s.topic, s.handler, s.options);
-      if (!sub.ok()) return done(sub.error);
-      s.subscription = std::move(sub.value);
+    micro::Error subscribed;
+    {
+      // Under the lock: subscribe() may add to subscriptions_ meanwhile.
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& s : subscriptions_) {
+        auto sub = broker_.subscribe(s.topic, s.handler, s.options);
+        if (!sub.ok()) {
+          subscribed = micro::Error(sub.error.code(), "cannot subscribe to '" + s.topic + "': " +
+                                                          sub.error.detail());
+          break;
+        }
+        s.subscription = std::move(sub.value);
+      }
+      if (!subscribed.ok()) {  // undo: no half-started server
+        for (auto& s : subscriptions_) s.subscription.stop();
+        started_ = false;
+      }
+    }
+    if (!subscribed.ok()) {
+      listener_.reset();
+      return done(subscribed);
     }
     micro::Error registered = registry_.register_service(describe(), {uint64_t(ttl_ms_)});
     if (!registered.ok()) {

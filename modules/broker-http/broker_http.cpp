@@ -1,0 +1,966 @@
+// broker-http: a peer-to-peer HTTP broker with no server to run, like go-micro's http broker.
+// Each subscription is a node of the registry service `micro.http.broker` (version: its queue
+// group, or "ff.http.broadcast"), reached at this instance's HTTP endpoint. A publisher keeps the
+// subscribers in a cache fed by the registry's watch and POSTs the envelope (envelope.hpp) to each
+// of them (one per queue group) over keep-alive connections. README.md has the wire format.
+//
+// Threads: one io_context run by `threads` threads serves the endpoint and runs the publishers'
+// exchanges (each connection on its own strand). Subscriber handlers run on a pool of
+// `handler_threads` threads, one delivery at a time per subscription, so a handler that blocks
+// (or publishes and waits) never stalls the network.
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "envelope.hpp"
+#include "micro/error_json.hpp"
+#include "micro/module.hpp"
+
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kBroadcastVersion = "ff.http.broadcast";  // go-micro's
+constexpr const char* kPath = "/";                               // go-micro's DefaultPath
+constexpr const char* kGoneHeader = "micro-broker-gone";  // on a 410: no such subscription here
+constexpr auto kFailedFor = std::chrono::seconds(5);    // a queue member that failed is tried last
+constexpr size_t kMaxIdlePerPeer = 64;
+constexpr size_t kMaxReplyBytes = 1 << 20;
+
+struct HostPort {
+  std::string host, port;
+};
+
+bool split_host_port(std::string_view address, HostPort& out) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  std::string_view host = address.substr(0, colon);
+  const std::string_view port = address.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string_view::npos ||
+      std::stoul(std::string(port)) > 65535)
+    return false;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  out.host = std::string(host);
+  out.port = std::string(port);
+  return true;
+}
+
+std::string host_port(const tcp::endpoint& ep) {
+  const std::string host = ep.address().to_string();
+  return (ep.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(ep.port());
+}
+
+struct Settings {
+  std::string address, service;
+  int64_t max_body, read_timeout_ms, publish_timeout_ms, ttl_ms, interval_ms, threads,
+      handler_threads, cache_ttl_ms;
+};
+
+// One subscription of this instance: a node in the registry, a handler.
+struct Sub {
+  uint64_t id = 0;
+  std::string node_id, topic, queue;
+  micro::BrokerHandler handler;
+  std::mutex run_mutex;  // held while the handler runs: one delivery at a time
+  bool active = true;    // under run_mutex
+  std::atomic<std::thread::id> running{};
+};
+
+// A subscriber as the publisher's cache knows it.
+struct Target {
+  std::string id, address, topic, queue;
+};
+
+// Idle keep-alive connections to subscribers, by address.
+class Pool {
+ public:
+  std::unique_ptr<beast::tcp_stream> take(const std::string& address) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = idle_.find(address);
+    if (it == idle_.end() || it->second.empty()) return nullptr;
+    auto out = std::move(it->second.back());
+    it->second.pop_back();
+    return out;
+  }
+  void put(const std::string& address, std::unique_ptr<beast::tcp_stream> stream) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& list = idle_[address];
+    if (!closed_ && list.size() < kMaxIdlePerPeer) list.push_back(std::move(stream));
+  }
+  void close() {
+    std::map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;
+      idle.swap(idle_);
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  bool closed_ = false;
+  std::map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle_;
+};
+
+// One POST to a subscriber and its answer. A pooled connection that turns out dead before any
+// answer is replaced by a new one once. If the exchange never ends (the broker goes away), the
+// callback gets 499.
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  // transport: non-ok when no answer came (then status is 0).
+  using Callback = std::function<void(const micro::Error& transport, unsigned status,
+                                      const micro::Metadata& header, std::string body)>;
+
+  Exchange(net::io_context& ioc, Pool& pool, std::string address, const std::string& target,
+           const std::string& body, std::chrono::milliseconds timeout, Callback callback)
+      : ioc_(ioc),
+        pool_(pool),
+        address_(std::move(address)),
+        timeout_(timeout),
+        callback_(std::move(callback)) {
+    request_.method(http::verb::post);
+    request_.target(target);
+    request_.version(11);
+    request_.set(http::field::host, address_);
+    request_.set(http::field::content_type, "application/json");
+    request_.set(http::field::user_agent, "micro-cpp broker-http");
+    request_.keep_alive(true);
+    request_.body() = body;
+    request_.prepare_payload();
+  }
+  ~Exchange() {
+    if (callback_) callback_(micro::Error(499, "the broker was destroyed before the delivery "
+                                               "to " + address_ + " ended"), 0, {}, {});
+  }
+
+  void start() {
+    stream_ = pool_.take(address_);
+    if (!stream_) return connect();
+    reused_ = true;
+    net::dispatch(stream_->get_executor(), [self = shared_from_this()] { self->write(); });
+  }
+
+ private:
+  void connect() {
+    reused_ = false;
+    stream_ = std::make_unique<beast::tcp_stream>(net::make_strand(ioc_));
+    HostPort hp;
+    if (!split_host_port(address_, hp))
+      return finish(micro::Error::bad_request("'" + address_ + "' is not host:port"));
+    boost::system::error_code ec;
+    const auto ip = net::ip::make_address(hp.host, ec);
+    stream_->expires_after(timeout_);
+    if (!ec) {
+      const tcp::endpoint ep(ip, static_cast<uint16_t>(std::stoul(hp.port)));
+      stream_->async_connect(ep, [self = shared_from_this()](beast::error_code e) {
+        if (e) return self->failed("connect", e);
+        self->connected();
+      });
+      return;
+    }
+    resolver_ = std::make_unique<tcp::resolver>(stream_->get_executor());
+    resolver_->async_resolve(
+        hp.host, hp.port,
+        [self = shared_from_this()](beast::error_code e, tcp::resolver::results_type results) {
+          if (e) return self->failed("resolve", e);
+          self->stream_->async_connect(results, [self](beast::error_code e2, const tcp::endpoint&) {
+            if (e2) return self->failed("connect", e2);
+            self->connected();
+          });
+        });
+  }
+
+  void connected() {
+    boost::system::error_code ignored;
+    stream_->socket().set_option(tcp::no_delay(true), ignored);
+    write();
+  }
+
+  void write() {
+    stream_->expires_after(timeout_);
+    http::async_write(*stream_, request_,
+                      [self = shared_from_this()](beast::error_code e, size_t) {
+                        if (e) return self->failed("send", e);
+                        self->read();
+                      });
+  }
+
+  void read() {
+    parser_.emplace();
+    parser_->body_limit(kMaxReplyBytes);
+    http::async_read(*stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code e, size_t) {
+                       if (e) return self->failed("read the answer", e);
+                       self->answered();
+                     });
+  }
+
+  void answered() {
+    auto response = parser_->release();
+    micro::Metadata header;
+    for (const auto& field : response) {
+      std::string name(field.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      header[name] = std::string(field.value());
+    }
+    if (response.keep_alive()) {
+      stream_->expires_never();
+      pool_.put(address_, std::move(stream_));
+    }
+    stream_.reset();
+    auto callback = std::move(callback_);
+    callback_ = nullptr;
+    callback({}, response.result_int(), header, std::move(response.body()));
+  }
+
+  void failed(const char* what, const beast::error_code& e) {
+    const bool answered_some = parser_ && parser_->got_some();
+    if (reused_ && !answered_some) {  // a stale pooled connection: once more, on a new one
+      stream_.reset();
+      parser_.reset();
+      return connect();
+    }
+    const std::string reason = e == beast::error::timeout ? "timed out" : e.message();
+    finish(micro::Error::unavailable("cannot " + std::string(what) + " to " + address_ + ": " +
+                                     reason));
+  }
+
+  void finish(const micro::Error& error) {
+    stream_.reset();
+    auto callback = std::move(callback_);
+    callback_ = nullptr;
+    callback(error, 0, {}, {});
+  }
+
+  net::io_context& ioc_;
+  Pool& pool_;
+  const std::string address_;
+  const std::chrono::milliseconds timeout_;
+  Callback callback_;
+  http::request<http::string_body> request_;
+  std::unique_ptr<beast::tcp_stream> stream_;
+  std::unique_ptr<tcp::resolver> resolver_;
+  beast::flat_buffer buffer_;
+  std::optional<http::response_parser<http::string_body>> parser_;
+  bool reused_ = false;
+};
+
+// Waits for the deliveries of one publish; answers the publisher once all have ended.
+class Deliveries {
+ public:
+  Deliveries(size_t count, std::string topic, micro::Done done)
+      : remaining_(count), topic_(std::move(topic)), done_(std::move(done)) {}
+
+  void complete(const micro::Error& error) {
+    micro::Done done;
+    micro::Error result;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error.ok()) errors_.push_back(error);
+      if (--remaining_ != 0) return;
+      done = std::move(done_);
+      if (errors_.size() == 1) {
+        result = errors_.front();
+      } else if (errors_.size() > 1) {
+        std::string detail = std::to_string(errors_.size()) + " deliveries of '" + topic_ +
+                             "' failed: ";
+        for (size_t i = 0; i < errors_.size(); ++i)
+          detail += (i ? "; " : "") + errors_[i].detail();
+        result = micro::Error(errors_.front().code(), detail, errors_.front().id());
+      }
+    }
+    done(result);
+  }
+
+ private:
+  std::mutex mutex_;
+  size_t remaining_;
+  const std::string topic_;
+  micro::Done done_;
+  std::vector<micro::Error> errors_;
+};
+
+class HttpBroker;
+
+// One connection to this instance's endpoint: read a request, deliver it, answer, repeat.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(HttpBroker& broker, tcp::socket socket) : broker_(broker), stream_(std::move(socket)) {}
+  void start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+  }
+  void answer(const micro::Error& error, bool keep_alive);
+
+ private:
+  void read();
+  void on_read(beast::error_code ec);
+
+  HttpBroker& broker_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> response_;
+};
+
+class HttpBroker final : public micro::BrokerPlugin {
+ public:
+  static constexpr uint32_t required_kinds = MICRO_KIND_BIT(MICRO_KIND_REGISTRY);
+
+  static std::vector<micro::OptionSpec> options() {
+    return {
+        {"address", MICRO_OPTION_STRING,
+         "host:port the subscriber endpoint listens on and is advertised at; default: the host "
+         "of [service] address, port 0, else 127.0.0.1:0", ""},
+        {"service", MICRO_OPTION_STRING, "registry service the subscribers register under",
+         "\"micro.http.broker\""},
+        {"max_body_bytes", MICRO_OPTION_INT, "largest request the endpoint reads; more gets 413",
+         "4194304"},
+        {"read_timeout_ms", MICRO_OPTION_INT,
+         "the endpoint's limit for reading one request (and for an idle keep-alive connection)",
+         "10000"},
+        {"publish_timeout_ms", MICRO_OPTION_INT,
+         "limit for each step of one delivery (connect, send, the subscriber's answer)",
+         "10000"},
+        {"register_ttl_ms", MICRO_OPTION_INT, "TTL of a subscription's registration", "60000"},
+        {"register_interval_ms", MICRO_OPTION_INT, "how often registrations are renewed",
+         "30000"},
+        {"cache_ttl_ms", MICRO_OPTION_INT,
+         "without a working registry watch, subscribers are looked up again after this long",
+         "10000"},
+        {"threads", MICRO_OPTION_INT, "network threads", "1"},
+        {"handler_threads", MICRO_OPTION_INT, "threads that run subscriber handlers", "4"},
+    };
+  }
+
+  explicit HttpBroker(const micro::CreateContext& ctx)
+      : log_(ctx.logger()),
+        registry_(ctx.deps().registry),
+        settings_(read_settings(ctx)),
+        broker_id_(micro::random_hex(8)),
+        ioc_(std::make_unique<net::io_context>(static_cast<int>(settings_.threads))),
+        work_(net::make_work_guard(*ioc_)) {
+    for (int64_t i = 0; i < settings_.threads; ++i) threads_.emplace_back([this] { ioc_->run(); });
+  }
+
+  ~HttpBroker() override {
+    {
+      std::unique_lock<std::mutex> lock(cache_mutex_);
+      micro::RegistryWatch watch = std::move(watch_);
+      lock.unlock();
+      watch.stop();
+    }
+    std::vector<std::shared_ptr<Sub>> subs;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& [id, s] : subs_) subs.push_back(s);
+      subs_.clear();
+    }
+    for (auto& s : subs) {
+      log_.warn("subscription to '", s->topic, "' was not removed before the broker went; "
+                "deregistering it");
+      deregister(*s);
+    }
+    stop_listening();
+    if (handlers_) handlers_->join();
+    pool_.close();
+    work_.reset();
+    ioc_->stop();
+    for (auto& t : threads_) t.join();
+    // Now, while every member is alive: sessions and exchanges still pending go with the
+    // io_context (an exchange answers its publisher 499 as it goes).
+    ioc_.reset();
+  }
+
+  void connect(micro::Done done) override {
+    micro::Error error = listen();
+    if (error.ok()) {
+      std::vector<std::shared_ptr<Sub>> subs = snapshot();
+      for (auto& s : subs) {
+        micro::Error e = registry_.register_service(describe(*s), {uint64_t(settings_.ttl_ms)});
+        if (!e.ok() && error.ok()) error = e;
+      }
+    }
+    done(error);
+  }
+
+  void disconnect(micro::Done done) override {
+    for (auto& s : snapshot()) deregister(*s);
+    stop_listening();
+    done({});
+  }
+
+  void publish(const std::string& topic, micro::Message message, micro::Done done) override {
+    if (topic.empty()) return done(micro::Error::bad_request("publish: the topic is empty"));
+    if (micro::Error e = refresh_cache(); !e.ok()) return done(e);
+    std::vector<Target> everyone;
+    std::map<std::string, std::vector<Target>> groups;
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex_);
+      for (const auto& [id, t] : targets_) {
+        if (t.topic != topic) continue;
+        if (t.queue.empty()) {
+          everyone.push_back(t);
+        } else {
+          groups[t.queue].push_back(t);
+        }
+      }
+    }
+    if (everyone.empty() && groups.empty()) {
+      bool first = false;
+      {
+        std::lock_guard<std::mutex> lock(cache_mutex_);
+        first = unheard_.insert(topic).second;
+      }
+      if (first) log_.warn("no subscribers to '", topic, "': the message goes nowhere");
+      return done({});
+    }
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex_);
+      unheard_.erase(topic);
+    }
+    const auto body = std::make_shared<const std::string>(micro::broker_http::encode_envelope(
+        topic, message));
+    auto deliveries =
+        std::make_shared<Deliveries>(everyone.size() + groups.size(), topic, std::move(done));
+    for (auto& t : everyone) {
+      deliver(t, body, [deliveries](const micro::Error& error, bool) {
+        deliveries->complete(error);
+      });
+    }
+    for (auto& [queue, members] : groups) {
+      deliver_to_group(std::make_shared<std::vector<Target>>(order_members(std::move(members))),
+                       0, body, deliveries);
+    }
+  }
+
+  uint64_t subscribe(const std::string& topic, const micro::SubscribeOptions& options,
+                     micro::BrokerHandler handler) override {
+    if (topic.empty()) throw micro::Exception(micro::Error::bad_request("subscribe: no topic"));
+    if (!handler) throw micro::Exception(micro::Error::bad_request("subscribe: no handler"));
+    if (micro::Error e = listen(); !e.ok()) throw micro::Exception(e);
+    auto sub = std::make_shared<Sub>();
+    sub->topic = topic;
+    sub->queue = options.queue;
+    sub->handler = std::move(handler);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      sub->id = ++next_id_;
+      sub->node_id = topic + "-" + broker_id_ + "-" + std::to_string(sub->id);
+      subs_[sub->node_id] = sub;
+    }
+    micro::Error e = registry_.register_service(describe(*sub), {uint64_t(settings_.ttl_ms)});
+    if (!e.ok()) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      subs_.erase(sub->node_id);
+      throw micro::Exception(micro::Error(e.code(), "cannot register the subscription to '" +
+                                                        topic + "': " + e.detail()));
+    }
+    log_.debug("subscribed to '", topic, "'", options.queue.empty() ? "" : " in queue ",
+               options.queue, " at ", address_, " (node ", sub->node_id, ")");
+    return sub->id;
+  }
+
+  void unsubscribe(uint64_t subscription_id) override {
+    std::shared_ptr<Sub> sub;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = subs_.begin(); it != subs_.end(); ++it) {
+        if (it->second->id == subscription_id) {
+          sub = it->second;
+          subs_.erase(it);
+          break;
+        }
+      }
+    }
+    if (!sub) return;
+    deregister(*sub);
+    if (sub->running.load() == std::this_thread::get_id()) {  // from its own handler
+      sub->active = false;
+      return;
+    }
+    std::lock_guard<std::mutex> lock(sub->run_mutex);  // waits for a delivery in progress
+    sub->active = false;
+  }
+
+  std::string_view address() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return address_;
+  }
+
+  // ---- for sessions ----
+
+  const Settings& settings() const { return settings_; }
+  const micro::Logger& log() const { return log_; }
+
+  // Delivers a checked request to its subscription on a handler thread; answers through
+  // `session` on its strand.
+  void deliver_locally(const std::shared_ptr<Session>& session, const std::string& id,
+                       std::string topic, micro::Message message, bool keep_alive) {
+    std::shared_ptr<Sub> sub;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = subs_.find(id);
+      if (it != subs_.end()) sub = it->second;
+    }
+    if (!sub) return session->answer(gone(id), keep_alive);
+    if (sub->topic != topic)
+      return session->answer(micro::Error::bad_request("subscription '" + id + "' is to '" +
+                                                       sub->topic + "', not '" + topic + "'"),
+                             keep_alive);
+    net::post(*handlers_, [this, session, sub, topic = std::move(topic),
+                          message = std::move(message), keep_alive] {
+      micro::Error result;
+      {
+        std::lock_guard<std::mutex> lock(sub->run_mutex);
+        if (!sub->active) {
+          result = gone(sub->node_id);
+        } else {
+          sub->running = std::this_thread::get_id();
+          try {
+            result = sub->handler(topic, message);
+          } catch (const std::exception& e) {
+            result = micro::Error::internal(e.what());
+          } catch (...) {
+            result = micro::Error::internal("the subscriber's handler threw");
+          }
+          sub->running = std::thread::id();
+          if (!result.ok())
+            log_.warn("the handler of '", topic, "' failed: ", result.to_string());
+        }
+      }
+      session->answer(result, keep_alive);
+    });
+  }
+
+  static micro::Error gone(const std::string& id) {
+    return micro::Error(410, "no subscription '" + id + "' here (it was removed)");
+  }
+
+ private:
+  static Settings read_settings(const micro::CreateContext& ctx) {
+    const auto& o = ctx.options();
+    Settings s;
+    s.address = o.get_string("address");
+    if (s.address.empty()) {
+      HostPort hp;
+      s.address = split_host_port(ctx.service().address, hp) && !hp.host.empty()
+                      ? (hp.host.find(':') != std::string::npos ? "[" + hp.host + "]" : hp.host) +
+                            ":0"
+                      : "127.0.0.1:0";
+    }
+    s.service = o.get_string("service", "micro.http.broker");
+    s.max_body = o.get_int("max_body_bytes", 4194304);
+    s.read_timeout_ms = o.get_int("read_timeout_ms", 10000);
+    s.publish_timeout_ms = o.get_int("publish_timeout_ms", 10000);
+    s.ttl_ms = o.get_int("register_ttl_ms", 60000);
+    s.interval_ms = o.get_int("register_interval_ms", 30000);
+    s.cache_ttl_ms = o.get_int("cache_ttl_ms", 10000);
+    s.threads = o.get_int("threads", 1);
+    s.handler_threads = o.get_int("handler_threads", 4);
+    HostPort hp;
+    if (!split_host_port(s.address, hp))
+      throw micro::Exception(micro::Error::bad_request("broker address '" + s.address +
+                                                       "' is not host:port"));
+    if (s.service.empty())
+      throw micro::Exception(micro::Error::bad_request("broker service must not be empty"));
+    if (s.max_body <= 0 || s.read_timeout_ms <= 0 || s.publish_timeout_ms <= 0 ||
+        s.ttl_ms <= 0 || s.interval_ms <= 0 || s.cache_ttl_ms <= 0)
+      throw micro::Exception(micro::Error::bad_request(
+          "max_body_bytes, read_timeout_ms, publish_timeout_ms, register_ttl_ms, "
+          "register_interval_ms and cache_ttl_ms must be > 0"));
+    if (s.threads < 1 || s.threads > 64 || s.handler_threads < 1 || s.handler_threads > 256)
+      throw micro::Exception(micro::Error::bad_request(
+          "threads must be 1..64 and handler_threads 1..256"));
+    return s;
+  }
+
+  std::vector<std::shared_ptr<Sub>> snapshot() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::shared_ptr<Sub>> out;
+    for (const auto& [id, s] : subs_) out.push_back(s);
+    return out;
+  }
+
+  micro::Service describe(const Sub& s) const {
+    micro::Service service;
+    service.name = settings_.service;
+    service.version = s.queue.empty() ? kBroadcastVersion : s.queue;
+    std::string address;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      address = address_;
+    }
+    service.nodes.push_back({s.node_id,
+                             address,
+                             {{"broker", "http"},
+                              {"topic", s.topic},
+                              {"queue", s.queue},
+                              {"secure", "false"}}});
+    return service;
+  }
+
+  void deregister(const Sub& s) {
+    const micro::Error e = registry_.deregister_service(describe(s));
+    if (!e.ok() && e.code() != 404)
+      log_.warn("deregistering the subscription to '", s.topic, "' failed: ", e.to_string());
+  }
+
+  // ---- the endpoint ----
+
+  micro::Error listen() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (acceptor_) return {};
+    if (!handlers_)
+      handlers_ = std::make_unique<net::thread_pool>(static_cast<size_t>(settings_.handler_threads));
+    HostPort hp;
+    split_host_port(settings_.address, hp);  // checked in read_settings
+    boost::system::error_code ec;
+    const auto ip = net::ip::make_address(hp.host.empty() ? "0.0.0.0" : hp.host, ec);
+    if (ec)
+      return micro::Error::bad_request("broker address '" + settings_.address +
+                                       "' needs an IP address: " + ec.message());
+    auto acceptor = std::make_shared<tcp::acceptor>(net::make_strand(*ioc_));
+    const tcp::endpoint ep(ip, static_cast<uint16_t>(std::stoul(hp.port)));
+    acceptor->open(ep.protocol(), ec);
+    if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor->bind(ep, ec);
+    if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
+    if (ec)
+      return micro::Error::unavailable("the broker cannot listen on " + settings_.address + ": " +
+                                       ec.message());
+    address_ = host_port(acceptor->local_endpoint());
+    acceptor_ = acceptor;
+    accept(acceptor);
+    schedule_renewal();
+    log_.debug("broker endpoint on ", address_);
+    return {};
+  }
+
+  void accept(const std::shared_ptr<tcp::acceptor>& acceptor) {
+    acceptor->async_accept(net::make_strand(*ioc_), [this, acceptor](beast::error_code ec,
+                                                                  tcp::socket socket) {
+      if (ec == net::error::operation_aborted) return;
+      if (!ec) {
+        boost::system::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);  // one answer per request: no batching
+        std::make_shared<Session>(*this, std::move(socket))->start();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (acceptor_ != acceptor) return;  // closed meanwhile
+      }
+      accept(acceptor);
+    });
+  }
+
+  void stop_listening() {
+    std::shared_ptr<tcp::acceptor> acceptor;
+    std::shared_ptr<net::steady_timer> renewal;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      acceptor = std::move(acceptor_);
+      renewal = std::move(renewal_);
+    }
+    if (renewal) net::post(renewal->get_executor(), [renewal] { renewal->cancel(); });
+    if (!acceptor) return;
+    // Closed on its strand; freed with the last handler that holds it.
+    net::post(acceptor->get_executor(), [acceptor] {
+      boost::system::error_code ignored;
+      acceptor->close(ignored);
+    });
+  }
+
+  void schedule_renewal() {  // under mutex_
+    auto timer = std::make_shared<net::steady_timer>(*ioc_,
+                                                     std::chrono::milliseconds(settings_.interval_ms));
+    renewal_ = timer;
+    timer->async_wait([this, timer](beast::error_code ec) {
+      if (ec) return;
+      for (auto& s : snapshot()) {
+        registry_.register_service(describe(*s), {uint64_t(settings_.ttl_ms)},
+                                   [this, topic = s->topic](const micro::Error& e) {
+                                     if (!e.ok())
+                                       log_.warn("renewing the subscription to '", topic,
+                                                 "' failed: ", e.to_string());
+                                   });
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (renewal_ == timer) schedule_renewal();
+    });
+  }
+
+  // ---- the publisher's cache ----
+
+  // Makes sure the subscribers are known: the first publish watches the broker service and looks
+  // it up; afterwards the watch keeps the cache current. Publishes that arrive during a lookup wait
+  // for it. Without a watch, the cache is looked up again after cache_ttl_ms.
+  micro::Error refresh_cache() {
+    std::unique_lock<std::mutex> lock(cache_mutex_);
+    const auto now = Clock::now();
+    if (cache_ready_ && (watched_ || now - refreshed_ < std::chrono::milliseconds(
+                                                            settings_.cache_ttl_ms)))
+      return {};
+    if (lookup_running_) {
+      lookup_done_.wait(lock, [this] { return !lookup_running_; });
+      return cache_ready_ ? micro::Error{} : lookup_error_;
+    }
+    lookup_running_ = true;
+    events_during_lookup_.clear();
+    const bool watch_now = !watched_;
+    lock.unlock();
+
+    micro::Result<micro::RegistryWatch> watch;
+    if (watch_now) {
+      watch = registry_.watch(settings_.service,
+                              [this](const micro::RegistryEvent& event) { on_event(event); });
+      if (!watch.ok() && !watch_warned_.exchange(true))
+        log_.warn("the registry refused to watch ", settings_.service, " (",
+                  watch.error.to_string(), "); looking subscribers up every ",
+                  settings_.cache_ttl_ms, " ms instead");
+    }
+    auto got = registry_.get_service(settings_.service);
+
+    lock.lock();
+    if (watch_now && watch.ok()) {
+      watch_ = std::move(watch.value);
+      watched_ = true;
+    }
+    lookup_running_ = false;
+    lookup_done_.notify_all();
+    if (!got.ok() && got.error.code() != 404) {
+      lookup_error_ = micro::Error(got.error.code(), "cannot look the subscribers up in the "
+                                                     "registry: " + got.error.detail());
+      return cache_ready_ ? micro::Error{} : lookup_error_;  // stale is better than nothing
+    }
+    targets_.clear();
+    for (const auto& service : got.value) apply_locked(micro::RegistryEventType::create, service);
+    for (const auto& event : events_during_lookup_) apply_locked(event.type, event.service);
+    events_during_lookup_.clear();
+    cache_ready_ = true;
+    refreshed_ = Clock::now();
+    return {};
+  }
+
+  void on_event(const micro::RegistryEvent& event) {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (event.service.name != settings_.service) return;
+    if (lookup_running_) events_during_lookup_.push_back(event);
+    apply_locked(event.type, event.service);
+  }
+
+  void apply_locked(micro::RegistryEventType type, const micro::Service& service) {
+    if (service.name != settings_.service) return;
+    for (const auto& node : service.nodes) {
+      if (type == micro::RegistryEventType::remove) {
+        targets_.erase(node.id);
+        failed_.erase(node.id);
+        continue;
+      }
+      auto broker = node.metadata.find("broker");
+      auto topic = node.metadata.find("topic");
+      if (broker == node.metadata.end() || broker->second != "http" ||
+          topic == node.metadata.end())
+        continue;
+      Target t;
+      t.id = node.id;
+      t.address = node.address;
+      t.topic = topic->second;
+      t.queue = service.version == kBroadcastVersion ? std::string() : service.version;
+      targets_[node.id] = std::move(t);
+    }
+  }
+
+  // ---- delivery ----
+
+  // Members of a queue group in the order they are tried: at random, those that failed lately
+  // last.
+  std::vector<Target> order_members(std::vector<Target> members) {
+    thread_local std::mt19937_64 random{std::random_device{}()};
+    std::shuffle(members.begin(), members.end(), random);
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    const auto now = Clock::now();
+    std::stable_partition(members.begin(), members.end(), [&](const Target& t) {
+      auto it = failed_.find(t.id);
+      return it == failed_.end() || it->second < now;
+    });
+    return members;
+  }
+
+  void deliver_to_group(std::shared_ptr<std::vector<Target>> members, size_t index,
+                        std::shared_ptr<const std::string> body,
+                        std::shared_ptr<Deliveries> deliveries) {
+    deliver((*members)[index], body,
+            [this, members, index, body, deliveries](const micro::Error& error, bool try_next) {
+              if (try_next && index + 1 < members->size())
+                return deliver_to_group(members, index + 1, body, deliveries);
+              // The last member was gone: as if the group had no one.
+              deliveries->complete(error.code() == 410 ? micro::Error{} : error);
+            });
+  }
+
+  // POSTs `body` to one subscriber. `done(error, try_next)`: try_next when the subscriber was not
+  // reached or is gone (another queue member may take the message), not when its handler failed.
+  void deliver(const Target& target, const std::shared_ptr<const std::string>& body,
+               std::function<void(const micro::Error&, bool)> done) {
+    auto exchange = std::make_shared<Exchange>(
+        *ioc_, pool_, target.address, std::string(kPath) + micro::broker_http::id_query(target.id),
+        *body, std::chrono::milliseconds(settings_.publish_timeout_ms),
+        [this, target, done = std::move(done)](const micro::Error& transport, unsigned status,
+                                               const micro::Metadata& header, std::string reply) {
+          if (!transport.ok()) {
+            {
+              std::lock_guard<std::mutex> lock(cache_mutex_);
+              failed_[target.id] = Clock::now() + kFailedFor;
+            }
+            log_.warn("delivery of '", target.topic, "' to subscriber ", target.id, " failed: ",
+                      transport.detail());
+            return done(micro::Error(transport.code(), "delivery of '" + target.topic +
+                                                           "' to subscriber " + target.id +
+                                                           " failed: " + transport.detail()),
+                        true);
+          }
+          if (status >= 200 && status < 300) return done({}, false);
+          if (status == 410 && header.count(kGoneHeader) != 0) return done({}, true);
+          micro::Error error = micro::error_from_json(reply, static_cast<int32_t>(status));
+          log_.warn("the subscriber ", target.id, " of '", target.topic, "' answered ",
+                    error.to_string());
+          done(error, false);
+        });
+    exchange->start();
+  }
+
+  micro::Logger log_;
+  micro::Registry registry_;
+  const Settings settings_;
+  const std::string broker_id_;
+
+  std::unique_ptr<net::io_context> ioc_;  // reset first in the destructor
+  net::executor_work_guard<net::io_context::executor_type> work_;
+  Pool pool_;  // emptied before ioc_ goes
+
+  mutable std::mutex mutex_;
+  std::shared_ptr<tcp::acceptor> acceptor_;
+  std::shared_ptr<net::steady_timer> renewal_;
+  std::string address_;
+  uint64_t next_id_ = 0;
+  std::map<std::string, std::shared_ptr<Sub>> subs_;  // by node id
+
+  std::mutex cache_mutex_;
+  std::condition_variable lookup_done_;
+  bool cache_ready_ = false, lookup_running_ = false, watched_ = false;
+  std::atomic<bool> watch_warned_{false};
+  Clock::time_point refreshed_{};
+  micro::Error lookup_error_;
+  std::map<std::string, Target> targets_;  // by node id
+  std::vector<micro::RegistryEvent> events_during_lookup_;
+  std::map<std::string, Clock::time_point> failed_;
+  std::set<std::string> unheard_;  // topics published with no subscriber (warned once)
+  micro::RegistryWatch watch_;
+
+  std::unique_ptr<net::thread_pool> handlers_;  // made by the first listen(): publishers need none
+  std::vector<std::thread> threads_;
+};
+
+void Session::read() {
+  parser_.emplace();
+  parser_->body_limit(static_cast<uint64_t>(broker_.settings().max_body));
+  parser_->header_limit(16 * 1024);
+  stream_.expires_after(std::chrono::milliseconds(broker_.settings().read_timeout_ms));
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+}
+
+void Session::on_read(beast::error_code ec) {
+  if (ec == http::error::body_limit) {
+    return answer(micro::Error(413, "the request passes max_body_bytes (" +
+                                        std::to_string(broker_.settings().max_body) + ")"),
+                  false);
+  }
+  // Bytes that are not HTTP get a 400 (then the connection closes: it cannot be resynchronised);
+  // a peer that leaves, times out or stops mid-request just loses its connection.
+  const bool unparseable = ec && ec.category() == http::make_error_code(http::error::bad_method)
+                                                      .category() &&
+                           ec != http::error::end_of_stream && ec != http::error::partial_message;
+  if (unparseable)
+    return answer(micro::Error::bad_request("not an HTTP request: " + ec.message()), false);
+  if (ec) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    return;
+  }
+
+  auto request = parser_->release();
+  const bool keep_alive = request.keep_alive();
+  std::string id;
+  micro::Error error = micro::broker_http::check_request(
+      request.method_string(), request.target(), request[http::field::content_type], kPath, id);
+  if (!error.ok()) return answer(error, keep_alive);
+  if (id.empty())
+    return answer(micro::Error::bad_request("the request names no subscription (?id=...)"),
+                  keep_alive);
+  micro::Message message;
+  std::string topic;
+  error = micro::broker_http::decode_envelope(request.body(), message, topic);
+  if (!error.ok()) return answer(error, keep_alive);
+  broker_.deliver_locally(shared_from_this(), id, std::move(topic), std::move(message),
+                          keep_alive);
+}
+
+void Session::answer(const micro::Error& error, bool keep_alive) {
+  net::dispatch(stream_.get_executor(), [self = shared_from_this(), error, keep_alive] {
+    auto& r = self->response_;
+    r = {};
+    r.version(11);
+    r.set(http::field::content_type, "application/json");
+    if (error.ok()) {
+      r.result(http::status::ok);
+      r.body() = "{}";
+    } else {
+      const int code = error.code() >= 400 && error.code() <= 599 ? error.code() : 500;
+      r.result(static_cast<unsigned>(code));
+      micro::Error named = error;
+      if (named.id().empty()) named = micro::Error(error.code(), error.detail(), "broker-http");
+      r.body() = micro::error_to_json(named);
+      if (code == 410) r.set(kGoneHeader, "1");
+    }
+    r.keep_alive(keep_alive);
+    r.prepare_payload();
+    self->stream_.expires_after(std::chrono::milliseconds(self->broker_.settings().read_timeout_ms));
+    http::async_write(self->stream_, r, [self, keep_alive](beast::error_code ec, size_t) {
+      if (ec || !keep_alive) {
+        beast::error_code ignored;
+        self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        return;
+      }
+      self->read();
+    });
+  });
+}
+
+}  // namespace
+
+MICRO_MODULE("broker-http", "1.0.0", "Peer-to-peer HTTP broker found through the registry",
+             micro::plugin<HttpBroker>("broker-http",
+                                       "Subscribers listen on HTTP and register; publishers POST"));
