@@ -194,7 +194,11 @@ class EtcdRegistry final : public RegistryPlugin {
                                             deliver(id, event);
                                           });
                                         });
-    asio::post(io_, [w = entry->io] { w->start(); });
+    // Returns once the watch has read the keys (or failed to: etcd down), so that a change made
+    // after watch() returns is reported, never taken for part of the starting point.
+    auto first_read = std::make_shared<std::promise<void>>();
+    asio::post(io_, [w = entry->io, first_read] { w->start([first_read] { first_read->set_value(); }); });
+    first_read->get_future().wait_for(milliseconds(settings_.timeout_ms) * 2);
     return id;
   }
 

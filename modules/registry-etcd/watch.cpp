@@ -1,6 +1,7 @@
 #include "watch.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "wire.hpp"
 
@@ -24,10 +25,14 @@ Watch::Watch(Gateway& gateway, Logger log, std::string key_prefix, std::string s
       deliver_(std::move(deliver)),
       timer_(gateway.io()) {}
 
-void Watch::start() { list(); }
+void Watch::start(std::function<void()> first_read) {
+  first_read_ = std::move(first_read);
+  list();
+}
 
 void Watch::stop() {
   stopped_ = true;
+  if (first_read_) std::exchange(first_read_, nullptr)();
   timer_.cancel();
   if (stream_) stream_->close();
   stream_.reset();
@@ -47,9 +52,15 @@ void Watch::list() {
 
 void Watch::listed(const Error& error, unsigned status, const std::string& body) {
   if (stopped_) return;
+  if (first_read_) std::exchange(first_read_, nullptr)();
   RangeResponse range;
   Error e = error.ok() ? parse_answer(status, body, &range, "range " + key_prefix_) : error;
-  if (!e.ok()) return retry_later(&Watch::list, e);
+  if (!e.ok()) {
+    // Started while etcd cannot be read: the starting point is "nothing known", so every node
+    // found once etcd answers is reported (created after the watch began, as far as it knows).
+    listed_ = true;
+    return retry_later(&Watch::list, e);
+  }
 
   std::map<std::string, Service> now;
   for (const auto& kv : range.kvs()) {

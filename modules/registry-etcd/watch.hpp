@@ -27,7 +27,9 @@ class Watch : public std::enable_shared_from_this<Watch> {
   Watch(Gateway& gateway, Logger log, std::string key_prefix, std::string service,
         Deliver deliver);
 
-  void start();
+  // Reads the keys, then follows the stream; `first_read` runs once when the first read is done
+  // (or failed), so that a caller can wait until changes from then on are certain to be seen.
+  void start(std::function<void()> first_read = nullptr);
   void stop();
 
   // Backoff between attempts to reach etcd again.
@@ -53,6 +55,7 @@ class Watch : public std::enable_shared_from_this<Watch> {
   const std::string key_prefix_;
   const std::string service_;
   Deliver deliver_;
+  std::function<void()> first_read_;
 
   boost::asio::steady_timer timer_;
   std::shared_ptr<Gateway::Stream> stream_;
