@@ -149,6 +149,7 @@ class EtcdRegistry final : public RegistryPlugin {
       Error error;
       for (const auto& key : keys) {
         kept_.erase(key);
+        ttl_leased_.erase(key);
         DeleteRangeRequest request;
         request.set_key(key);
         DeleteRangeResponse response;
@@ -322,13 +323,31 @@ class EtcdRegistry final : public RegistryPlugin {
   Error register_records(const std::vector<std::pair<std::string, std::string>>& records,
                          uint64_t ttl_ms) {
     if (ttl_ms > 0) {
-      // The caller's TTL: a lease of its own, not kept alive (the caller renews by registering
-      // again).
-      auto lease = grant(lease_seconds(ttl_ms));
-      if (!lease.ok()) return lease.error;
+      // The caller's TTL: a lease of its own, not kept alive; the caller renews by registering
+      // again. A renewal of the same nodes, unchanged, is one keepalive of their lease.
+      const int64_t seconds = lease_seconds(ttl_ms);
+      int64_t lease = 0;
+      bool renewal = true;
+      for (const auto& [key, value] : records) {
+        auto it = ttl_leased_.find(key);
+        if (it == ttl_leased_.end() || it->second.seconds != seconds ||
+            it->second.value != value || (lease != 0 && it->second.lease != lease))
+          renewal = false;
+        else
+          lease = it->second.lease;
+      }
+      if (renewal && lease != 0) {
+        auto ttl = keep_alive_once(lease);
+        if (ttl.ok() && ttl.value > 0) return {};
+        if (!ttl.ok()) return ttl.error;
+      }
+      auto granted = grant(seconds);
+      if (!granted.ok()) return granted.error;
       for (const auto& [key, value] : records) {
         kept_.erase(key);
-        if (Error e = put(key, value, lease.value); !e.ok()) return e;
+        ttl_leased_.erase(key);
+        if (Error e = put(key, value, granted.value); !e.ok()) return e;
+        ttl_leased_[key] = TtlLeased{granted.value, seconds, value};
       }
       return {};
     }
@@ -337,7 +356,10 @@ class EtcdRegistry final : public RegistryPlugin {
         if (Error e = put(key, value, 0); !e.ok()) return e;
       return {};
     }
-    for (const auto& [key, value] : records) kept_[key] = value;
+    for (const auto& [key, value] : records) {
+      ttl_leased_.erase(key);
+      kept_[key] = value;
+    }
     if (kept_lease_ == 0) return renew_kept_lease();
     for (const auto& [key, value] : records) {
       Error e = put(key, value, kept_lease_);
@@ -346,6 +368,46 @@ class EtcdRegistry final : public RegistryPlugin {
       if (!e.ok()) return e;
     }
     return {};
+  }
+
+  // Renews `lease` once; its remaining TTL, 0 when etcd no longer has it.
+  Result<int64_t> keep_alive_once(int64_t lease) {
+    LeaseKeepAliveRequest request;
+    request.set_id(lease);
+    std::promise<Result<int64_t>> answered;
+    gateway_.post("/v3/lease/keepalive", to_json(request),
+                  [&](const Error& error, unsigned status, std::string body) {
+                    answered.set_value(read_keepalive(error, status, body, lease));
+                  });
+    return answered.get_future().get();
+  }
+
+  // A keepalive's answer: the remaining TTL (0: the lease is gone), or why there is none.
+  static Result<int64_t> read_keepalive(const Error& error, unsigned status,
+                                        const std::string& body, int64_t lease) {
+    Result<int64_t> out;
+    const std::string what = "keepalive of lease " + std::to_string(lease);
+    if (!error.ok()) {
+      out.error = error;
+      return out;
+    }
+    if (status != 200) {
+      LeaseKeepAliveResponse unused;
+      out.error = parse_answer(status, body, &unused, what);
+      return out;
+    }
+    StreamSplitter split;
+    split.feed(body);
+    split.feed("\n");  // the last object may lack its newline
+    std::string object;
+    if (!split.next(object)) {
+      out.error = Error::unavailable(what + ": etcd's answer is empty");
+      return out;
+    }
+    auto answer = parse_keepalive_message(object);
+    out.error = answer.error;
+    out.value = answer.value.ttl();
+    return out;
   }
 
   // Grants the instance's lease again and writes every node it keeps alive with it.
@@ -392,17 +454,12 @@ class EtcdRegistry final : public RegistryPlugin {
     request.set_id(lease);
     gateway_.post("/v3/lease/keepalive", to_json(request),
                   [this, lease](const Error& error, unsigned status, std::string body) {
-                    if (!error.ok() || status != 200) {
-                      log_.debug("registry-etcd: keepalive of lease ", lease, " failed: ",
-                                 error.ok() ? "HTTP " + std::to_string(status) : error.detail());
+                    auto ttl = read_keepalive(error, status, body, lease);
+                    if (!ttl.ok()) {
+                      log_.debug("registry-etcd: ", ttl.error.detail());
                       return;
                     }
-                    StreamSplitter split;
-                    split.feed(body);
-                    std::string object;
-                    if (!split.next(object)) return;
-                    auto answer = parse_keepalive_message(object);
-                    if (!answer.ok() || answer.value.ttl() > 0) return;
+                    if (ttl.value > 0) return;
                     log_.info("registry-etcd: lease ", lease, " is gone from etcd; renewing");
                     int64_t expected = lease;
                     kept_lease_.compare_exchange_strong(expected, 0);  // next tick renews
@@ -443,6 +500,12 @@ class EtcdRegistry final : public RegistryPlugin {
   std::map<std::string, std::string> kept_;  // key -> value of nodes on the kept-alive lease
   std::atomic<int64_t> kept_lease_{0};
   std::atomic<bool> renew_pending_{false};
+  struct TtlLeased {
+    int64_t lease;
+    int64_t seconds;
+    std::string value;
+  };
+  std::map<std::string, TtlLeased> ttl_leased_;  // nodes registered with the caller's TTL
 
   std::mutex watch_mutex_;  // guards watches_
   std::map<uint64_t, std::shared_ptr<WatchEntry>> watches_;

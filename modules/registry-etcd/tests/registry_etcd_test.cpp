@@ -140,6 +140,34 @@ TEST(RegistryEtcd, DefaultLeaseIsKeptAliveBeyondItsTtl) {
   EXPECT_EQ(node_count(registry, "kept"), 1u);
 }
 
+TEST(RegistryEtcd, ARegistrationRenewedWithinItsTtlStaysAndLapsesOnceNoLongerRenewed) {
+  EtcdProcess etcd;  // its own, to count the leases
+  ASSERT_TRUE(etcd.start());
+  auto stack = etcd_stack(etcd.url());
+  ASSERT_NE(stack, nullptr);
+  micro::Registry registry(stack->registry());
+  const auto s = service("renewed", {"r1", "r2"});
+  const auto until = std::chrono::steady_clock::now() + 2500ms;
+  while (std::chrono::steady_clock::now() < until) {  // as server-rpc renews: register again
+    ASSERT_TRUE(registry.register_service(s, micro::RegisterOptions{1000}).ok());
+    std::this_thread::sleep_for(300ms);
+  }
+  EXPECT_EQ(node_count(registry, "renewed"), 2u);
+  // Renewing an unchanged registration renews its lease rather than granting one per call.
+  auto [status, leases] = micro::testing::gateway_post(etcd.client_port(), "/v3/lease/leases", "{}");
+  ASSERT_EQ(status, 200u) << leases;
+  EXPECT_EQ(json(leases).fields().at("leases").list_value().values_size(), 1) << leases;
+  // A changed registration is written, not only renewed.
+  auto changed = s;
+  changed.nodes[0].address = "127.0.0.1:9";
+  ASSERT_TRUE(registry.register_service(changed, micro::RegisterOptions{1000}).ok());
+  auto got = registry.get_service("renewed");
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got.value.size(), 1u);
+  EXPECT_EQ(got.value[0].nodes, changed.nodes);
+  EXPECT_TRUE(wait_for_nodes(registry, "renewed", 0u, 5s));  // no longer renewed
+}
+
 TEST(RegistryEtcd, ClosingTheRegistryRevokesItsLeaseSoItsNodesGoAtOnce) {
   const std::string options = "prefix = \"/closing/\"\nttl_ms = 60000\n";
   auto watcher_stack = etcd_stack(micro::testing::shared_etcd().url(), options);
