@@ -189,12 +189,17 @@ class EtcdRegistry final : public RegistryPlugin {
     }
     const std::string prefix =
         service.empty() ? settings_.prefix : service_prefix(settings_.prefix, service);
-    entry->io = std::make_shared<Watch>(gateway_, log_, prefix, service,
-                                        [this, id](RegistryEvent event) {
-                                          asio::post(events_, [this, id, event = std::move(event)] {
-                                            deliver(id, event);
-                                          });
-                                        });
+    std::function<void()> reauthenticate;
+    if (!settings_.username.empty()) {
+      if (gateway_.token().empty()) (void)authenticate();  // the watch's requests carry it
+      reauthenticate = [this] { request_authentication(); };
+    }
+    entry->io = std::make_shared<Watch>(
+        gateway_, log_, prefix, service,
+        [this, id](RegistryEvent event) {
+          asio::post(events_, [this, id, event = std::move(event)] { deliver(id, event); });
+        },
+        std::move(reauthenticate));
     // Returns once the watch has read the keys (or failed to: etcd down), so that a change made
     // after watch() returns is reported, never taken for part of the starting point.
     auto first_read = std::make_shared<std::promise<void>>();
@@ -254,6 +259,15 @@ class EtcdRegistry final : public RegistryPlugin {
                                                   : error);
                   });
     return answered.get_future().get();
+  }
+
+  // Gets a new token on the worker thread (from the io thread, when etcd refused the token).
+  void request_authentication() {
+    if (settings_.username.empty() || reauth_pending_.exchange(true)) return;
+    asio::post(worker_, [this] {
+      if (!stopping_) (void)authenticate();
+      reauth_pending_ = false;
+    });
   }
 
   Error authenticate() {
@@ -457,6 +471,8 @@ class EtcdRegistry final : public RegistryPlugin {
                     auto ttl = read_keepalive(error, status, body, lease);
                     if (!ttl.ok()) {
                       log_.debug("registry-etcd: ", ttl.error.detail());
+                      if (ttl.error.detail().find("invalid auth token") != std::string::npos)
+                        request_authentication();
                       return;
                     }
                     if (ttl.value > 0) return;
@@ -500,6 +516,7 @@ class EtcdRegistry final : public RegistryPlugin {
   std::map<std::string, std::string> kept_;  // key -> value of nodes on the kept-alive lease
   std::atomic<int64_t> kept_lease_{0};
   std::atomic<bool> renew_pending_{false};
+  std::atomic<bool> reauth_pending_{false};
   struct TtlLeased {
     int64_t lease;
     int64_t seconds;

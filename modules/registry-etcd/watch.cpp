@@ -17,12 +17,13 @@ int64_t unix_ms() {
 }  // namespace
 
 Watch::Watch(Gateway& gateway, Logger log, std::string key_prefix, std::string service,
-             Deliver deliver)
+             Deliver deliver, std::function<void()> reauthenticate)
     : gateway_(gateway),
       log_(std::move(log)),
       key_prefix_(std::move(key_prefix)),
       service_(std::move(service)),
       deliver_(std::move(deliver)),
+      reauthenticate_(std::move(reauthenticate)),
       timer_(gateway.io()) {}
 
 void Watch::start(std::function<void()> first_read) {
@@ -140,6 +141,9 @@ void Watch::on_end(const Error& error) {
 }
 
 void Watch::retry_later(void (Watch::*step)(), const Error& why) {
+  if (reauthenticate_ && (why.detail().find("invalid auth token") != std::string::npos ||
+                          why.detail().find("user name is empty") != std::string::npos))
+    reauthenticate_();
   log_.debug("registry-etcd: watch of ", key_prefix_, ": ", why.detail(), "; again in ",
              backoff_.count(), " ms");
   timer_.expires_after(backoff_);

@@ -24,8 +24,10 @@ class Watch : public std::enable_shared_from_this<Watch> {
   using Deliver = std::function<void(RegistryEvent)>;
 
   // Watches the keys under `key_prefix`; `service` (empty: all) filters what they hold.
+  // `reauthenticate` (may be null) is called when etcd refuses the auth token; it must get a
+  // new one into the gateway (the watch tries again with backoff).
   Watch(Gateway& gateway, Logger log, std::string key_prefix, std::string service,
-        Deliver deliver);
+        Deliver deliver, std::function<void()> reauthenticate = nullptr);
 
   // Reads the keys, then follows the stream; `first_read` runs once when the first read is done
   // (or failed), so that a caller can wait until changes from then on are certain to be seen.
@@ -55,6 +57,7 @@ class Watch : public std::enable_shared_from_this<Watch> {
   const std::string key_prefix_;
   const std::string service_;
   Deliver deliver_;
+  std::function<void()> reauthenticate_;
   std::function<void()> first_read_;
 
   boost::asio::steady_timer timer_;

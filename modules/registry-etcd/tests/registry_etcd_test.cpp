@@ -261,6 +261,43 @@ TEST(RegistryEtcdRestart, NodesAreRegisteredAgainWhenEtcdLosesTheLease) {
   EXPECT_TRUE(wait_for_nodes(registry, "phoenix", 2u, 10s));
 }
 
+TEST(RegistryEtcdAuth, WithAuthOnAUserWithAPasswordRegistersAndWatchesOthersGetAClearError) {
+  EtcdProcess etcd;
+  ASSERT_TRUE(etcd.start());
+  for (const auto& [path, body] : std::vector<std::pair<std::string, std::string>>{
+           {"/v3/auth/role/add", "{\"name\":\"root\"}"},
+           {"/v3/auth/user/add", "{\"name\":\"root\",\"password\":\"s3cret\"}"},
+           {"/v3/auth/user/grant", "{\"user\":\"root\",\"role\":\"root\"}"},
+           {"/v3/auth/enable", "{}"}}) {
+    auto [status, answer] = micro::testing::gateway_post(etcd.client_port(), path, body);
+    ASSERT_EQ(status, 200u) << path << ": " << answer;
+  }
+  auto stack = etcd_stack(etcd.url(), "username = \"root\"\npassword = \"s3cret\"\n");
+  ASSERT_NE(stack, nullptr);
+  micro::Registry registry(stack->registry());
+  Collector<micro::RegistryEvent> events;
+  auto watch = registry.watch("guarded", [&](const micro::RegistryEvent& e) { events.push(e); });
+  ASSERT_TRUE(watch.ok());
+  ASSERT_TRUE(registry.register_service(service("guarded", {"g1"})).ok());
+  EXPECT_EQ(node_count(registry, "guarded"), 1u);
+  EXPECT_TRUE(events.wait_for(has_event(micro::RegistryEventType::create, "g1")));
+
+  auto anonymous_stack = etcd_stack(etcd.url());
+  ASSERT_NE(anonymous_stack, nullptr);
+  const auto refused = micro::Registry(anonymous_stack->registry()).get_service("guarded");
+  EXPECT_EQ(refused.error.code(), 400) << refused.error.to_string();
+  EXPECT_NE(refused.error.detail().find("user name is empty"), std::string::npos)
+      << refused.error.detail();
+
+  auto wrong_stack = etcd_stack(etcd.url(), "username = \"root\"\npassword = \"guess\"\n");
+  ASSERT_NE(wrong_stack, nullptr);
+  const auto wrong = micro::Registry(wrong_stack->registry()).get_service("guarded");
+  EXPECT_NE(wrong.error.detail().find("authenticate as 'root'"), std::string::npos)
+      << wrong.error.detail();
+  EXPECT_NE(wrong.error.detail().find("authentication failed"), std::string::npos)
+      << wrong.error.detail();
+}
+
 // ---- a server that misbehaves ----------------------------------------------------------------
 
 TEST(RegistryEtcdFake, AnAnswerOf500IsAClearError) {
