@@ -51,9 +51,7 @@ class Call final : public Gateway::Stream, public std::enable_shared_from_this<C
 
   void close() override {
     if (closed_) return;
-    closed_ = true;
-    on_object_ = nullptr;
-    on_end_ = nullptr;
+    closed_ = true;  // the callbacks stay (close() may run inside one) but are called no more
     resolver_.cancel();
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -87,33 +85,31 @@ class Call final : public Gateway::Stream, public std::enable_shared_from_this<C
           if (self->closed_) return;
           if (ec) return self->connect_failed(ec);
           self->stream_.expires_after(self->gateway_.timeout());
-          self->stream_.async_connect(
-              results, [self](beast::error_code ec, const tcp::endpoint&) {
-                if (self->closed_) return;
-                if (ec) return self->connect_failed(ec);
-                self->gateway_.prefer((self->first_ + self->attempt_ - 1) %
-                                      self->gateway_.endpoints().size());
-                self->send();
-              });
+          self->stream_.async_connect(results, [self](beast::error_code ec, const tcp::endpoint&) {
+            if (self->closed_) return;
+            if (ec) return self->connect_failed(ec);
+            self->gateway_.prefer((self->first_ + self->attempt_ - 1) %
+                                  self->gateway_.endpoints().size());
+            self->send();
+          });
         });
   }
 
   void connect_failed(beast::error_code ec) {
     if (!failures_.empty()) failures_ += "; ";
-    failures_ += endpoint().url + ": " +
-                 (ec == beast::error::timeout ? "connect timed out" : ec.message());
+    failures_ +=
+        endpoint().url + ": " + (ec == beast::error::timeout ? "connect timed out" : ec.message());
     stream_.close();
     connect_next();
   }
 
   void send() {
     stream_.expires_after(gateway_.timeout());
-    http::async_write(stream_, request_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
-                        if (self->closed_) return;
-                        if (ec) return self->fail(self->io_error(ec, "sending"));
-                        self->read_header();
-                      });
+    http::async_write(stream_, request_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (self->closed_) return;
+      if (ec) return self->fail(self->io_error(ec, "sending"));
+      self->read_header();
+    });
   }
 
   void read_header() {

@@ -39,8 +39,8 @@ struct Settings {
 
   static std::vector<OptionSpec> specs() {
     return {
-        {"address", MICRO_OPTION_STRING_LIST,
-         "etcd client URLs, tried in turn (http://host:port)", "[\"http://127.0.0.1:2379\"]"},
+        {"address", MICRO_OPTION_STRING_LIST, "etcd client URLs, tried in turn (http://host:port)",
+         "[\"http://127.0.0.1:2379\"]"},
         {"prefix", MICRO_OPTION_STRING, "key prefix under which nodes are stored",
          "\"/micro/registry/\""},
         {"ttl_ms", MICRO_OPTION_INT,
@@ -135,8 +135,7 @@ class EtcdRegistry final : public RegistryPlugin {
     asio::post(worker_, [this, records = std::move(records), ttl = options.ttl_ms,
                          name = service.name, done = std::move(done)] {
       Error e = register_records(records, ttl);
-      if (e.ok())
-        log_.debug("registry-etcd: registered ", records.size(), " node(s) of ", name);
+      if (e.ok()) log_.debug("registry-etcd: registered ", records.size(), " node(s) of ", name);
       done(e);
     });
   }
@@ -164,9 +163,9 @@ class EtcdRegistry final : public RegistryPlugin {
     asio::post(worker_, [this, name, done = std::move(done)] {
       auto services = read_services(service_prefix(settings_.prefix, name), name);
       if (services.ok() && services.value.empty())
-        services.error = Error::not_found("service '" + name + "' is not registered in etcd (" +
-                                          gateway_.endpoint_list() + ", prefix " +
-                                          settings_.prefix + ")");
+        services.error =
+            Error::not_found("service '" + name + "' is not registered in etcd (" +
+                             gateway_.endpoint_list() + ", prefix " + settings_.prefix + ")");
       done(services.error, services.value);
     });
   }
@@ -203,7 +202,8 @@ class EtcdRegistry final : public RegistryPlugin {
     // Returns once the watch has read the keys (or failed to: etcd down), so that a change made
     // after watch() returns is reported, never taken for part of the starting point.
     auto first_read = std::make_shared<std::promise<void>>();
-    asio::post(io_, [w = entry->io, first_read] { w->start([first_read] { first_read->set_value(); }); });
+    asio::post(
+        io_, [w = entry->io, first_read] { w->start([first_read] { first_read->set_value(); }); });
     first_read->get_future().wait_for(milliseconds(settings_.timeout_ms) * 2);
     return id;
   }
@@ -253,11 +253,10 @@ class EtcdRegistry final : public RegistryPlugin {
   Error exchange(const std::string& path, std::string body, google::protobuf::Message* response,
                  const std::string& what) {
     std::promise<Error> answered;
-    gateway_.post(path, std::move(body),
-                  [&](const Error& error, unsigned status, std::string answer) {
-                    answered.set_value(error.ok() ? parse_answer(status, answer, response, what)
-                                                  : error);
-                  });
+    gateway_.post(
+        path, std::move(body), [&](const Error& error, unsigned status, std::string answer) {
+          answered.set_value(error.ok() ? parse_answer(status, answer, response, what) : error);
+        });
     return answered.get_future().get();
   }
 
@@ -344,8 +343,8 @@ class EtcdRegistry final : public RegistryPlugin {
       bool renewal = true;
       for (const auto& [key, value] : records) {
         auto it = ttl_leased_.find(key);
-        if (it == ttl_leased_.end() || it->second.seconds != seconds ||
-            it->second.value != value || (lease != 0 && it->second.lease != lease))
+        if (it == ttl_leased_.end() || it->second.seconds != seconds || it->second.value != value ||
+            (lease != 0 && it->second.lease != lease))
           renewal = false;
         else
           lease = it->second.lease;
@@ -444,7 +443,8 @@ class EtcdRegistry final : public RegistryPlugin {
   // ---- keepalive (io thread) ------------------------------------------------------------------
 
   void schedule_keepalive() {
-    const auto interval = milliseconds(std::max<int64_t>(lease_seconds(settings_.ttl_ms) * 1000 / 3, 100));
+    const auto interval =
+        milliseconds(std::max<int64_t>(lease_seconds(settings_.ttl_ms) * 1000 / 3, 100));
     keepalive_timer_.expires_after(interval);
     keepalive_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec || stopping_) return;

@@ -113,8 +113,7 @@ void Watch::on_object(const std::string& object) {
   const WatchResponse& response = message.value;
   if (response.compact_revision() > 0) {
     log_.info("registry-etcd: watch of ", key_prefix_, " lost revisions to compaction (",
-              next_revision_, " < ", response.compact_revision(),
-              "); reading the keys again");
+              next_revision_, " < ", response.compact_revision(), "); reading the keys again");
     stream_->close();
     stream_.reset();
     return list();

@@ -26,8 +26,8 @@ class Watch : public std::enable_shared_from_this<Watch> {
   // Watches the keys under `key_prefix`; `service` (empty: all) filters what they hold.
   // `reauthenticate` (may be null) is called when etcd refuses the auth token; it must get a
   // new one into the gateway (the watch tries again with backoff).
-  Watch(Gateway& gateway, Logger log, std::string key_prefix, std::string service,
-        Deliver deliver, std::function<void()> reauthenticate = nullptr);
+  Watch(Gateway& gateway, Logger log, std::string key_prefix, std::string service, Deliver deliver,
+        std::function<void()> reauthenticate = nullptr);
 
   // Reads the keys, then follows the stream; `first_read` runs once when the first read is done
   // (or failed), so that a caller can wait until changes from then on are certain to be seen.
@@ -64,8 +64,8 @@ class Watch : public std::enable_shared_from_this<Watch> {
   std::shared_ptr<Gateway::Stream> stream_;
   std::chrono::milliseconds backoff_ = kFirstBackoff;
   bool stopped_ = false;
-  bool listed_ = false;       // the first range read is done (its nodes are not news)
-  int64_t next_revision_ = 0;  // the stream starts (or resumes) here
+  bool listed_ = false;                   // the first range read is done (its nodes are not news)
+  int64_t next_revision_ = 0;             // the stream starts (or resumes) here
   std::map<std::string, Service> nodes_;  // key -> the node record it holds
 };
 

@@ -42,8 +42,9 @@ Result<Out> parse_stream_object(std::string_view object, const char* what) {
   Envelope envelope;
   const auto status = util::JsonStringToMessage(object, &envelope, lenient());
   if (!status.ok()) {
-    out.error = Error::internal(std::string("etcd sent a ") + what + " message that is not valid: " +
-                                std::string(status.message()) + " in '" + excerpt(object) + "'");
+    out.error = Error::internal(std::string("etcd sent a ") + what +
+                                " message that is not valid: " + std::string(status.message()) +
+                                " in '" + excerpt(object) + "'");
     return out;
   }
   if (envelope.has_error()) {
@@ -52,9 +53,9 @@ Result<Out> parse_stream_object(std::string_view object, const char* what) {
     return out;
   }
   if (!envelope.has_result()) {
-    out.error = Error::internal(std::string("etcd sent a ") + what +
-                                " message with neither result nor error: '" + excerpt(object) +
-                                "'");
+    out.error =
+        Error::internal(std::string("etcd sent a ") + what +
+                        " message with neither result nor error: '" + excerpt(object) + "'");
     return out;
   }
   out.value = std::move(*envelope.mutable_result());
@@ -127,8 +128,9 @@ Result<Service> decode_record(std::string_view value) {
   NodeRecord record;
   const auto status = util::JsonStringToMessage(value, &record, lenient());
   if (!status.ok()) {
-    out.error = Error::bad_request("not a registry-etcd node record: " +
-                                   std::string(status.message()) + " in '" + excerpt(value) + "'");
+    out.error =
+        Error::bad_request("not a registry-etcd node record: " + std::string(status.message()) +
+                           " in '" + excerpt(value) + "'");
     return out;
   }
   if (record.name().empty() || record.node().id().empty()) {
@@ -167,8 +169,8 @@ Error parse_answer(unsigned http_status, std::string_view body, google::protobuf
                std::to_string(error.code()) + ")";
     else
       reason = "'" + excerpt(body) + "'";
-    const std::string detail = std::string(what) + ": etcd answered HTTP " +
-                               std::to_string(http_status) + ": " + reason;
+    const std::string detail =
+        std::string(what) + ": etcd answered HTTP " + std::to_string(http_status) + ": " + reason;
     // 4xx: the request or the credentials; anything else: the server is not able to answer.
     if (http_status == 401 || http_status == 403) return Error{403, detail};
     if (http_status >= 400 && http_status < 500) return Error::bad_request(detail);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -18,15 +19,12 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 namespace micro::testing {
 
 // A free loopback port (bound, then released).
 inline unsigned short free_port() {
   boost::asio::io_context io;
-  boost::asio::ip::tcp::acceptor acceptor(
-      io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  boost::asio::ip::tcp::acceptor acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
   return acceptor.local_endpoint().port();
 }
 
@@ -75,10 +73,10 @@ class EtcdProcess {
     const std::string client = "http://127.0.0.1:" + std::to_string(client_port_);
     const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
     std::vector<std::string> args = {
-        "/usr/bin/etcd", "--name", "default", "--data-dir", dir_ + "/data",
-        "--listen-client-urls", client, "--advertise-client-urls", client,
-        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-        "--initial-cluster", "default=" + peer, "--initial-cluster-state", "new",
+        "/usr/bin/etcd", "--name", "default", "--data-dir", dir_ + "/data", "--listen-client-urls",
+        client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+        "--initial-advertise-peer-urls", peer, "--initial-cluster", "default=" + peer,
+        "--initial-cluster-state", "new",
         // Fast election, so it serves within ~0.1 s; leases then count from 1 s.
         "--heartbeat-interval", "10", "--election-timeout", "100"};
     pid_ = ::fork();

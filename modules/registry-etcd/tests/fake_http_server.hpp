@@ -4,11 +4,11 @@
 // anything).
 #pragma once
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -22,9 +22,9 @@ namespace micro::testing {
 class FakeHttpServer {
  public:
   struct Answer {
-    std::string bytes;                 // written as they are
+    std::string bytes;                   // written as they are
     std::chrono::milliseconds delay{0};  // before writing
-    bool hold_open = false;            // then keep the connection until the server stops
+    bool hold_open = false;              // then keep the connection until the server stops
   };
   // Gets each request's target and body.
   using Handler = std::function<Answer(const std::string& target, const std::string& body)>;
@@ -54,19 +54,22 @@ class FakeHttpServer {
     for (auto& t : connections_) t.join();
   }
 
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(acceptor_endpoint_.port()); }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(acceptor_endpoint_.port());
+  }
   int requests() const { return requests_.load(); }
 
   // A complete HTTP/1.1 answer with a body.
   static std::string http(int status, const std::string& body,
                           const std::string& type = "application/json") {
     return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: " + type +
-           "\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\nConnection: close\r\n\r\n" + body;
+           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
+           body;
   }
   // The head of a chunked answer, and one chunk.
   static std::string chunked_head() {
-    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: "
+           "chunked\r\n\r\n";
   }
   static std::string chunk(const std::string& data) {
     char size[32];

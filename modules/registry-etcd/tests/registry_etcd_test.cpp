@@ -1,9 +1,9 @@
 // registry-etcd's own behaviour against a real etcd (shared by the tests of this process, or
 // one of a test's own when it restarts or stops etcd) and against a fake HTTP server for the
 // answers a real etcd does not give on demand.
-#include <gtest/gtest.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -93,9 +93,8 @@ bool wait_for_nodes(const micro::Registry& registry, const std::string& name, si
 auto has_event(micro::RegistryEventType type, const std::string& node_id) {
   return [=](const std::vector<micro::RegistryEvent>& all) {
     return std::any_of(all.begin(), all.end(), [&](const micro::RegistryEvent& e) {
-      return e.type == type &&
-             std::any_of(e.service.nodes.begin(), e.service.nodes.end(),
-                         [&](const micro::Node& n) { return n.id == node_id; });
+      return e.type == type && std::any_of(e.service.nodes.begin(), e.service.nodes.end(),
+                                           [&](const micro::Node& n) { return n.id == node_id; });
     });
   };
 }
@@ -111,9 +110,8 @@ TEST(RegistryEtcd, NodeIsStoredAsJsonUnderPrefixServiceAndNodeId) {
   ASSERT_TRUE(registry.register_service(s).ok());
 
   const std::string key = "/layout/svc%20a%2Fb/node-1";  // '/' escaped: no reach into other ranges
-  auto [status, body] =
-      micro::testing::gateway_post(etcd.client_port(), "/v3/kv/range",
-                                   "{\"key\":\"" + base64(key) + "\"}");
+  auto [status, body] = micro::testing::gateway_post(etcd.client_port(), "/v3/kv/range",
+                                                     "{\"key\":\"" + base64(key) + "\"}");
   ASSERT_EQ(status, 200u) << body;
   const auto range = json(body);
   const auto& kvs = range.fields().at("kvs").list_value().values();
@@ -130,8 +128,8 @@ TEST(RegistryEtcd, NodeIsStoredAsJsonUnderPrefixServiceAndNodeId) {
 }
 
 TEST(RegistryEtcd, DefaultLeaseIsKeptAliveBeyondItsTtl) {
-  auto stack = etcd_stack(micro::testing::shared_etcd().url(),
-                          "prefix = \"/kept/\"\nttl_ms = 1000\n");
+  auto stack =
+      etcd_stack(micro::testing::shared_etcd().url(), "prefix = \"/kept/\"\nttl_ms = 1000\n");
   ASSERT_NE(stack, nullptr);
   micro::Registry registry(stack->registry());
   const auto s = service("kept", {"k1"});
@@ -154,7 +152,8 @@ TEST(RegistryEtcd, ARegistrationRenewedWithinItsTtlStaysAndLapsesOnceNoLongerRen
   }
   EXPECT_EQ(node_count(registry, "renewed"), 2u);
   // Renewing an unchanged registration renews its lease rather than granting one per call.
-  auto [status, leases] = micro::testing::gateway_post(etcd.client_port(), "/v3/lease/leases", "{}");
+  auto [status, leases] =
+      micro::testing::gateway_post(etcd.client_port(), "/v3/lease/leases", "{}");
   ASSERT_EQ(status, 200u) << leases;
   EXPECT_EQ(json(leases).fields().at("leases").list_value().values_size(), 1) << leases;
   // A changed registration is written, not only renewed.
@@ -177,7 +176,8 @@ TEST(RegistryEtcd, ClosingTheRegistryRevokesItsLeaseSoItsNodesGoAtOnce) {
   Collector<micro::RegistryEvent> events;
   auto watch = watcher.watch("closing", [&](const micro::RegistryEvent& e) { events.push(e); });
   ASSERT_TRUE(watch.ok());
-  ASSERT_TRUE(micro::Registry(owner_stack->registry()).register_service(service("closing", {"c1"})).ok());
+  ASSERT_TRUE(
+      micro::Registry(owner_stack->registry()).register_service(service("closing", {"c1"})).ok());
   ASSERT_TRUE(events.wait_for(has_event(micro::RegistryEventType::create, "c1")));
   owner_stack.reset();
   // Far sooner than the 60 s TTL.
@@ -302,8 +302,8 @@ TEST(RegistryEtcdAuth, WithAuthOnAUserWithAPasswordRegistersAndWatchesOthersGetA
 
 TEST(RegistryEtcdFake, AnAnswerOf500IsAClearError) {
   FakeHttpServer server([](const std::string&, const std::string&) {
-    return FakeHttpServer::Answer{
-        FakeHttpServer::http(500, "{\"error\":\"boom\",\"message\":\"etcdserver: boom\",\"code\":13}")};
+    return FakeHttpServer::Answer{FakeHttpServer::http(
+        500, "{\"error\":\"boom\",\"message\":\"etcdserver: boom\",\"code\":13}")};
   });
   auto stack = etcd_stack(server.url());
   ASSERT_NE(stack, nullptr);
@@ -371,12 +371,11 @@ TEST(RegistryEtcdFake, WatchBehindACompactionReadsAgainAndReportsTheDifference) 
         return FakeHttpServer::Answer{
             FakeHttpServer::chunked_head() +
             FakeHttpServer::chunk("{\"result\":{\"created\":true}}\n") +
-            FakeHttpServer::chunk(
-                "{\"result\":{\"canceled\":true,\"compact_revision\":\"8\"}}\n") +
+            FakeHttpServer::chunk("{\"result\":{\"canceled\":true,\"compact_revision\":\"8\"}}\n") +
             "0\r\n\r\n"};
-      return FakeHttpServer::Answer{
-          FakeHttpServer::chunked_head() + FakeHttpServer::chunk("{\"result\":{\"created\":true}}\n"),
-          0ms, true};
+      return FakeHttpServer::Answer{FakeHttpServer::chunked_head() +
+                                        FakeHttpServer::chunk("{\"result\":{\"created\":true}}\n"),
+                                    0ms, true};
     }
     return FakeHttpServer::Answer{FakeHttpServer::http(404, "{}")};
   });
