@@ -102,6 +102,7 @@ class EtcdRegistry final : public RegistryPlugin {
     std::promise<void> stopped;
     asio::post(io_, [&] {
       keepalive_timer_.cancel();
+      std::lock_guard<std::mutex> lock(watch_mutex_);
       for (auto& [id, w] : watches_) w->io->stop();  // the host unwatches first; be safe anyway
       stopped.set_value();
     });
