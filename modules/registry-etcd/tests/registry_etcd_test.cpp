@@ -210,6 +210,17 @@ TEST(RegistryEtcdDown, RegisterFailsAtOnceWithAnErrorNamingTheAddress) {
   EXPECT_EQ(registry.list_services().error.code(), 503);
 }
 
+TEST(RegistryEtcdDown, ANodeOnTheInstanceLeaseRegisteredWhileEtcdIsDownIsWrittenOnceItIsUp) {
+  EtcdProcess etcd;
+  auto stack = etcd_stack(etcd.url(), "ttl_ms = 1000\n");
+  ASSERT_NE(stack, nullptr);
+  micro::Registry registry(stack->registry());
+  EXPECT_EQ(registry.register_service(service("patient", {"p1"})).code(), 503);
+  ASSERT_TRUE(etcd.start());
+  // Not registered again by the caller: the instance writes what it keeps alive.
+  EXPECT_TRUE(wait_for_nodes(registry, "patient", 1u, 10s));
+}
+
 TEST(RegistryEtcdDown, WatchStartedWhileEtcdIsDownSeesEventsOnceItIsUp) {
   EtcdProcess etcd;
   auto stack = etcd_stack(etcd.url());
