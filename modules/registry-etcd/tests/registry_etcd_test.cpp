@@ -185,6 +185,23 @@ TEST(RegistryEtcd, ClosingTheRegistryRevokesItsLeaseSoItsNodesGoAtOnce) {
   EXPECT_EQ(watcher.get_service("closing").error.code(), 404);
 }
 
+TEST(RegistryEtcd, AnEndpointThatRefusesConnectionsIsSkippedForTheNext) {
+  EtcdProcess dead;  // never started: its port refuses connections
+  auto stack = micro::testing::require_stack(
+      "[registry]\nmodule = \"registry-etcd\"\nprefix = \"/failover/\"\naddress = [\"" +
+          dead.url() + "\", \"" + micro::testing::shared_etcd().url() + "\"]\n",
+      {MICRO_KIND_REGISTRY});
+  ASSERT_NE(stack, nullptr);
+  micro::Registry registry(stack->registry());
+  Collector<micro::RegistryEvent> events;
+  auto watch = registry.watch("failover", [&](const micro::RegistryEvent& e) { events.push(e); });
+  ASSERT_TRUE(watch.ok());
+  const auto registered = registry.register_service(service("failover", {"f1"}));
+  ASSERT_TRUE(registered.ok()) << registered.to_string();
+  EXPECT_EQ(node_count(registry, "failover"), 1u);
+  EXPECT_TRUE(events.wait_for(has_event(micro::RegistryEventType::create, "f1")));
+}
+
 TEST(RegistryEtcd, AnHttpsAddressIsRefusedByName) {
   auto built = micro::testing::build_stack(
       "[registry]\nmodule = \"registry-etcd\"\naddress = [\"https://127.0.0.1:2379\"]\n",
