@@ -5,6 +5,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <limits>
+#include <vector>
 
 #include "wire.hpp"
 
@@ -79,20 +80,31 @@ class Call final : public Gateway::Stream, public std::enable_shared_from_this<C
       return fail(Error::unavailable("etcd is unreachable (" + failures_ +
                                      "); is etcd running there? (registry-etcd option address)"));
     ++attempt_;
+    // A numeric address needs no resolver (whose asynchronous form takes a thread hop).
+    beast::error_code not_numeric;
+    const auto address = asio::ip::make_address(endpoint().host, not_numeric);
+    if (!not_numeric)
+      return connect(
+          {tcp::endpoint(address, static_cast<unsigned short>(std::stoul(endpoint().port)))});
     resolver_.async_resolve(
         endpoint().host, endpoint().port,
         [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
           if (self->closed_) return;
           if (ec) return self->connect_failed(ec);
-          self->stream_.expires_after(self->gateway_.timeout());
-          self->stream_.async_connect(results, [self](beast::error_code ec, const tcp::endpoint&) {
-            if (self->closed_) return;
-            if (ec) return self->connect_failed(ec);
-            self->gateway_.prefer((self->first_ + self->attempt_ - 1) %
-                                  self->gateway_.endpoints().size());
-            self->send();
-          });
+          self->connect(std::vector<tcp::endpoint>(results.begin(), results.end()));
         });
+  }
+
+  void connect(const std::vector<tcp::endpoint>& candidates) {
+    stream_.expires_after(gateway_.timeout());
+    stream_.async_connect(candidates,
+                          [self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
+                            if (self->closed_) return;
+                            if (ec) return self->connect_failed(ec);
+                            self->gateway_.prefer((self->first_ + self->attempt_ - 1) %
+                                                  self->gateway_.endpoints().size());
+                            self->send();
+                          });
   }
 
   void connect_failed(beast::error_code ec) {
