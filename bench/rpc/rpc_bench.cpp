@@ -3,7 +3,10 @@
 // HTTP/1.1 echo and, for streams, a bare Asio length-prefixed echo. One run does everything and
 // prints qps, p50, p99 and the ratios the issue sets targets for. Results: bench/README.md.
 //
-//   micro-bench-rpc [--measure SECONDS] [--warmup SECONDS]
+//   micro-bench-rpc [--measure SECONDS] [--warmup SECONDS] [--only NAME] [--inflight N]
+//
+// --only runs the rows whose contender name contains NAME ("micro proto", "stream", ...), and
+// --inflight only that count, without the ratios: for profiling one path.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -187,10 +190,14 @@ class MicroStream final : public StreamContender {
   EchoClient client_;
 };
 
-double seconds_arg(int argc, char** argv, const char* flag, double fallback) {
+const char* string_arg(int argc, char** argv, const char* flag, const char* fallback) {
   for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0) return std::atof(argv[i + 1]);
+    if (std::strcmp(argv[i], flag) == 0) return argv[i + 1];
   return fallback;
+}
+double seconds_arg(int argc, char** argv, const char* flag, double fallback) {
+  const char* s = string_arg(argc, argv, flag, nullptr);
+  return s != nullptr ? std::atof(s) : fallback;
 }
 
 Clock::duration secs(double s) {
@@ -206,6 +213,13 @@ int main(int argc, char** argv) {
   using namespace benchrpc;
   const Clock::duration warmup = secs(seconds_arg(argc, argv, "--warmup", 0.5));
   const Clock::duration measure = secs(seconds_arg(argc, argv, "--measure", 3.0));
+  const std::string only = string_arg(argc, argv, "--only", "");
+  const int only_inflight = std::atoi(string_arg(argc, argv, "--inflight", "0"));
+  const bool all = only.empty() && only_inflight == 0;
+  auto wanted = [&](const std::string& name, int inflight) {
+    return (only.empty() || name.find(only) != std::string::npos) &&
+           (only_inflight == 0 || inflight == only_inflight);
+  };
 
   std::string error;
   Micro micro;
@@ -235,8 +249,8 @@ int main(int argc, char** argv) {
   std::printf("64-byte payload; warm-up %.1f s, measured %.1f s per row; closed loop\n",
               std::chrono::duration<double>(warmup).count(),
               std::chrono::duration<double>(measure).count());
-  std::printf("%-28s %8s %12s %10s %10s %7s\n", "contender", "inflight", "qps", "p50 us", "p99 us",
-              "errors");
+  std::printf("%-28s %8s %12s %10s %10s %9s %7s\n", "contender", "inflight", "qps", "p50 us",
+              "p99 us", "calls", "errors");
   const std::pair<const char*, UnaryContender*> unary[] = {
       {"micro proto", &micro_proto},
       {"micro json", &micro_json},
@@ -249,9 +263,11 @@ int main(int argc, char** argv) {
   // machine hits neighbours in the table rather than one contender's every row.
   for (int inflight : {1, 32}) {
     for (const auto& [name, contender] : unary) {
+      if (!wanted(name, inflight)) continue;
       Summary s = contender->run(inflight, warmup, measure);
-      std::printf("%-28s %8d %12.0f %10.1f %10.1f %7llu%s%s\n", name, inflight, s.qps, s.p50_us,
-                  s.p99_us, static_cast<unsigned long long>(s.errors),
+      std::printf("%-28s %8d %12.0f %10.1f %10.1f %9llu %7llu%s%s\n", name, inflight, s.qps,
+                  s.p50_us, s.p99_us, static_cast<unsigned long long>(s.calls),
+                  static_cast<unsigned long long>(s.errors),
                   s.errors ? "  first: " : "", s.first_error.c_str());
       std::fflush(stdout);
       failed = failed || s.errors != 0 || s.calls == 0;
@@ -259,14 +275,21 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("\n%-28s %14s\n", "one bidi stream", "messages/s");
-  const StreamSummary ms = micro_stream.run(warmup, measure);
-  std::printf("%-28s %14.0f%s%s\n", "micro stream (proto)", ms.msgs_per_s,
-              ms.error.empty() ? "" : "  error: ", ms.error.c_str());
-  std::fflush(stdout);
-  const StreamSummary as = asio_stream->run(warmup, measure);
-  std::printf("%-28s %14.0f%s%s\n", "asio length-prefixed", as.msgs_per_s,
-              as.error.empty() ? "" : "  error: ", as.error.c_str());
-  failed = failed || ms.messages == 0 || as.messages == 0;
+  StreamSummary ms, as;
+  if (wanted("micro stream", 1)) {
+    ms = micro_stream.run(warmup, measure);
+    std::printf("%-28s %14.0f%s%s\n", "micro stream (proto)", ms.msgs_per_s,
+                ms.error.empty() ? "" : "  error: ", ms.error.c_str());
+    std::fflush(stdout);
+    failed = failed || ms.messages == 0;
+  }
+  if (wanted("asio stream", 1)) {
+    as = asio_stream->run(warmup, measure);
+    std::printf("%-28s %14.0f%s%s\n", "asio stream (length-prefixed)", as.msgs_per_s,
+                as.error.empty() ? "" : "  error: ", as.error.c_str());
+    failed = failed || as.messages == 0;
+  }
+  if (!all) return failed ? 1 : 0;
 
   auto r = [&](const char* n, int i) { return results[{n, i}]; };
   const double vs_grpc_32 = r("micro proto", 32).qps / r("grpc callback", 32).qps;
