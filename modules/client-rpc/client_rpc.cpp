@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "deadlines.hpp"
+#include "pipelined_channel.hpp"
 #include "micro/error_json.hpp"
 #include "micro/module.hpp"
 
@@ -151,21 +152,32 @@ class StreamOpen : public std::enable_shared_from_this<StreamOpen> {
   std::unique_ptr<micro::Socket> socket_;
 };
 
-// The caller's side of a stream, on one transport socket.
+// The caller's side of a stream, on one transport socket. Sends are written behind and
+// messages read ahead (PipelinedChannel), so the caller's blocking send and recv rarely wait for
+// a transport thread.
 class ClientStream final : public micro::StreamImpl {
  public:
-  explicit ClientStream(micro::Socket socket) : socket_(std::move(socket)) {}
+  explicit ClientStream(micro::Socket socket)
+      : socket_(std::move(socket)),
+        pipe_(std::make_shared<micro::rpc_common::PipelinedChannel>(socket_)) {
+    pipe_->start_reading();
+  }
+  ~ClientStream() override {
+    pipe_->stop();
+    socket_.reset();  // completes what is pending (with 499) before it returns
+  }
   void send(micro::Message message, micro::Done done) override {
     micro::Message frame;
     frame.body = std::move(message.body);
-    socket_.send(frame, std::move(done));
+    pipe_->send(std::move(frame), std::move(done));
   }
-  void recv(micro::MessageCallback on_message) override { socket_.recv(std::move(on_message)); }
-  void close_send(micro::Done done) override { socket_.close_send(std::move(done)); }
+  void recv(micro::MessageCallback on_message) override { pipe_->recv(std::move(on_message)); }
+  void close_send(micro::Done done) override { pipe_->close_send(std::move(done)); }
   void cancel() override { socket_.close(); }
 
  private:
   micro::Socket socket_;
+  std::shared_ptr<micro::rpc_common::PipelinedChannel> pipe_;
 };
 
 class RpcClient final : public micro::ClientPlugin {
