@@ -11,6 +11,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -100,6 +101,26 @@ class PipelinedChannel : public std::enable_shared_from_this<PipelinedChannel> {
     on_message({}, std::move(message));
   }
 
+  // Drops what has arrived and what still arrives until the peer ends the stream (or the socket
+  // fails), then calls `on_end` once, on a transport thread (or here, if it has already ended).
+  // recv must not be called after this.
+  void discard(std::function<void()> on_end) {
+    bool now = false, start = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      in_.clear();
+      waiting_ = nullptr;
+      if (ended_) {
+        now = true;
+      } else {
+        discard_end_ = std::move(on_end);
+        if (!reading_ && !stopped_) start = reading_ = true;
+      }
+    }
+    if (now) return on_end();
+    if (start) read_next();
+  }
+
   // No transport operation is started after this; then destroy the socket (which completes the
   // pending ones).
   void stop() {
@@ -156,13 +177,18 @@ class PipelinedChannel : public std::enable_shared_from_this<PipelinedChannel> {
     micro::MessageCallback deliver;
     std::optional<micro::Message> delivered;
     micro::Error delivered_error;
+    std::function<void()> discarded;
     bool more = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!error.ok() || !message) {
+      const bool end = !error.ok() || !message;
+      if (end) {
         ended_ = true;
         recv_error_ = error;
         reading_ = false;
+        discarded = std::move(discard_end_);
+      } else if (discard_end_) {  // draining: drop it and read on until the end
+        more = reading_ = !stopped_;
       } else {
         in_.push_back(std::move(*message));
         more = in_.size() < kWindow && !stopped_;
@@ -182,6 +208,7 @@ class PipelinedChannel : public std::enable_shared_from_this<PipelinedChannel> {
     }
     if (more) read_next();
     if (deliver) deliver(delivered_error, std::move(delivered));
+    if (discarded) discarded();
   }
 
   micro::Socket& socket_;
@@ -199,6 +226,7 @@ class PipelinedChannel : public std::enable_shared_from_this<PipelinedChannel> {
   bool ended_ = false;              // the peer ended (recv_error_ says how)
   micro::Error recv_error_;
   micro::MessageCallback waiting_;  // a recv waiting for a message
+  std::function<void()> discard_end_;  // set: draining, called at the end
   bool stopped_ = false;
 };
 

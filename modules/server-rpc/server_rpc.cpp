@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "deadlines.hpp"
+#include "pipelined_channel.hpp"
 #include "micro/content_type.hpp"
 #include "micro/error_json.hpp"
 #include "micro/module.hpp"
@@ -508,31 +509,9 @@ void CallState::deadline_passed() {
          {});
 }
 
-// Reads and drops what the caller still sends on a finished stream until it ends (bounded by
-// one second), then releases the connection.
-void drain(RpcServer& server, std::shared_ptr<Connection> connection) {
-  auto timer = std::make_shared<asio::steady_timer>(server.io(), std::chrono::seconds(1));
-  timer->async_wait([connection](const boost::system::error_code& ec) {
-    if (!ec) connection->close();
-  });
-  auto step = std::make_shared<std::function<void()>>();
-  *step = [&server, connection, timer, weak = std::weak_ptr<std::function<void()>>(step)] {
-    connection->socket().recv([&server, connection, timer, weak](
-                                  const micro::Error& error, std::optional<micro::Message> m) {
-      if (error.ok() && m) {
-        if (auto next = weak.lock()) return (*next)();
-      }
-      asio::post(server.io(), [timer] { timer->cancel(); });
-      server.connection_ended(connection);
-    });
-  };
-  (*step)();
-  // Kept alive by the timer's handler until the drain ends.
-  timer->async_wait([step](const boost::system::error_code&) {});
-}
-
 // The handler's side of a stream: frames in the stream's content type, translated to and from
-// protobuf binary for typed endpoints.
+// protobuf binary for typed endpoints. Sends are written behind and frames read ahead
+// (PipelinedChannel), so a blocking handler rarely waits for a transport thread.
 class ServerStream final : public micro::StreamImpl {
  public:
   ServerStream(RpcServer& server, std::shared_ptr<Connection> connection,
@@ -543,7 +522,10 @@ class ServerStream final : public micro::StreamImpl {
         handler_(std::move(handler)),
         content_type_(std::move(content_type)),
         codec_(codec),
-        alive_(std::make_shared<Alive>()) {}
+        alive_(std::make_shared<Alive>()),
+        pipe_(std::make_shared<micro::rpc_common::PipelinedChannel>(connection_->socket())) {
+    pipe_->start_reading();
+  }
 
   ~ServerStream() override {
     {
@@ -551,13 +533,24 @@ class ServerStream final : public micro::StreamImpl {
       alive_->alive = false;
     }
     server_.call_finished();
-    // A stream that ended cleanly reads the caller's remaining bytes before closing: closing
-    // with unread input makes TCP reset the connection, and a reset can overtake the last frames
-    // on their way to the caller.
-    if (ended_.load() && !recv_pending_.load()) {
-      drain(server_, connection_);
+    // A stream that ended cleanly reads the caller's remaining frames (bounded by one second)
+    // before closing: closing with unread input makes TCP reset the connection, and a reset can
+    // overtake the last frames on their way to the caller.
+    if (ended_.load()) {
+      RpcServer& server = server_;
+      auto connection = connection_;
+      auto timer = std::make_shared<asio::steady_timer>(server.io(), std::chrono::seconds(1));
+      timer->async_wait([connection](const boost::system::error_code& ec) {
+        if (!ec) connection->close();
+      });
+      // The pipe lives as long as its reads (they hold it); `keep` holds it for the timer too.
+      pipe_->discard([&server, connection, timer, keep = pipe_] {
+        asio::post(server.io(), [timer] { timer->cancel(); });
+        server.connection_ended(connection);
+      });
       return;
     }
+    pipe_->stop();
     connection_->close();
     server_.connection_ended(connection_);
   }
@@ -572,30 +565,27 @@ class ServerStream final : public micro::StreamImpl {
       frame.body = std::move(message.body);
     }
     if (message.header.count("micro-error")) frame.header["micro-error"] = message.header["micro-error"];
-    connection_->send(frame, guard(std::move(done)));
+    pipe_->send(std::move(frame), guard(std::move(done)));
   }
 
   void recv(micro::MessageCallback on_message) override {
     auto alive = alive_;
-    recv_pending_ = true;
-    connection_->socket().recv(
-        [this, alive, on_message = std::move(on_message)](const micro::Error& error,
-                                                          std::optional<micro::Message> message) {
-          std::lock_guard<std::recursive_mutex> lock(alive->mutex);
-          if (!alive->alive) return;
-          recv_pending_ = false;
-          if (!error.ok() || !message || !handler_->request_schema)
-            return on_message(error, std::move(message));
-          micro::Message canonical;
-          micro::Error e = codec_.decode(content_type_, message->body,
-                                         handler_->request_schema.get(), canonical.body);
-          if (!e.ok()) return on_message(e, std::nullopt);
-          on_message({}, std::move(canonical));
-        });
+    pipe_->recv([this, alive, on_message = std::move(on_message)](
+                    const micro::Error& error, std::optional<micro::Message> message) {
+      std::lock_guard<std::recursive_mutex> lock(alive->mutex);
+      if (!alive->alive) return;
+      if (!error.ok() || !message || !handler_->request_schema)
+        return on_message(error, std::move(message));
+      micro::Message canonical;
+      micro::Error e = codec_.decode(content_type_, message->body, handler_->request_schema.get(),
+                                     canonical.body);
+      if (!e.ok()) return on_message(e, std::nullopt);
+      on_message({}, std::move(canonical));
+    });
   }
 
   void close_send(micro::Done done) override {
-    connection_->socket().close_send(guard([this, done = std::move(done)](const micro::Error& e) {
+    pipe_->close_send(guard([this, done = std::move(done)](const micro::Error& e) {
       if (e.ok()) ended_ = true;
       done(e);
     }));
@@ -621,8 +611,8 @@ class ServerStream final : public micro::StreamImpl {
   std::string content_type_;
   micro::Codec codec_;
   std::shared_ptr<Alive> alive_;
-  std::atomic<bool> ended_{false};         // our response is complete
-  std::atomic<bool> recv_pending_{false};  // a recv of the handler's is outstanding
+  std::shared_ptr<micro::rpc_common::PipelinedChannel> pipe_;
+  std::atomic<bool> ended_{false};  // our response is complete
 };
 
 void RpcServer::dispatch_stream(const std::shared_ptr<Connection>& connection, micro::Message head,
