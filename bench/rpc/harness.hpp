@@ -3,6 +3,8 @@
 // (calls per second, latency percentiles) every contender is reported with.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -13,6 +15,14 @@
 #include <vector>
 
 namespace benchrpc {
+
+// CPU time this process has used (every thread), in microseconds: the cost of a contender, which
+// a machine shared with other work distorts far less than wall-clock rates.
+inline double process_cpu_us() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -31,6 +41,8 @@ struct Summary {
   double p50_us = 0;     // latency of calls issued and answered inside the window
   double p99_us = 0;
   uint64_t calls = 0;    // completions in the window
+  uint64_t all_calls = 0;  // completions including the warm-up
+  double cpu_us_per_call = 0;  // process CPU time (user + system) over the run / all_calls
   uint64_t errors = 0;
   std::string first_error;
 };
@@ -60,6 +72,7 @@ class Loop {
   bool finished(int slot) {
     auto& s = per_slot_[slot];
     const auto now = Clock::now();
+    ++s.all;
     if (now >= from_ && now < until_) {
       ++s.completed;
       if (s.start >= from_)
@@ -100,6 +113,7 @@ class Loop {
     std::vector<uint32_t> all;
     for (const auto& s : per_slot_) {
       out.calls += s.completed;
+      out.all_calls += s.all;
       all.insert(all.end(), s.latency_ns.begin(), s.latency_ns.end());
     }
     out.qps = static_cast<double>(out.calls) / std::chrono::duration<double>(measure_).count();
@@ -127,6 +141,7 @@ class Loop {
   struct alignas(64) Slot {
     Clock::time_point start;
     uint64_t completed = 0;
+    uint64_t all = 0;
     std::vector<uint32_t> latency_ns;
   };
   const int slots_;

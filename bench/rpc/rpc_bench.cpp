@@ -249,8 +249,8 @@ int main(int argc, char** argv) {
   std::printf("64-byte payload; warm-up %.1f s, measured %.1f s per row; closed loop\n",
               std::chrono::duration<double>(warmup).count(),
               std::chrono::duration<double>(measure).count());
-  std::printf("%-28s %8s %12s %10s %10s %9s %7s\n", "contender", "inflight", "qps", "p50 us",
-              "p99 us", "calls", "errors");
+  std::printf("%-28s %8s %12s %10s %10s %9s %12s %7s\n", "contender", "inflight", "qps",
+              "p50 us", "p99 us", "calls", "cpu us/call", "errors");
   const std::pair<const char*, UnaryContender*> unary[] = {
       {"micro proto", &micro_proto},
       {"micro json", &micro_json},
@@ -264,9 +264,13 @@ int main(int argc, char** argv) {
   for (int inflight : {1, 32}) {
     for (const auto& [name, contender] : unary) {
       if (!wanted(name, inflight)) continue;
+      const double cpu_before = process_cpu_us();
       Summary s = contender->run(inflight, warmup, measure);
-      std::printf("%-28s %8d %12.0f %10.1f %10.1f %9llu %7llu%s%s\n", name, inflight, s.qps,
-                  s.p50_us, s.p99_us, static_cast<unsigned long long>(s.calls),
+      if (s.all_calls > 0)
+        s.cpu_us_per_call = (process_cpu_us() - cpu_before) / static_cast<double>(s.all_calls);
+      std::printf("%-28s %8d %12.0f %10.1f %10.1f %9llu %12.1f %7llu%s%s\n", name, inflight,
+                  s.qps, s.p50_us, s.p99_us, static_cast<unsigned long long>(s.calls),
+                  s.cpu_us_per_call,
                   static_cast<unsigned long long>(s.errors),
                   s.errors ? "  first: " : "", s.first_error.c_str());
       std::fflush(stdout);
@@ -274,18 +278,23 @@ int main(int argc, char** argv) {
       results[{name, inflight}] = s;
     }
   }
-  std::printf("\n%-28s %14s\n", "one bidi stream", "messages/s");
+  std::printf("\n%-28s %14s %8s\n", "one bidi stream", "messages/s", "cpu us");
   StreamSummary ms, as;
+  std::printf("  (cpu us/msg: process CPU over the run / messages counted in the window)\n");
   if (wanted("micro stream", 1)) {
+    const double before = process_cpu_us();
     ms = micro_stream.run(warmup, measure);
-    std::printf("%-28s %14.0f%s%s\n", "micro stream (proto)", ms.msgs_per_s,
+    std::printf("%-28s %14.0f %8.2f%s%s\n", "micro stream (proto)", ms.msgs_per_s,
+                ms.messages ? (process_cpu_us() - before) / static_cast<double>(ms.messages) : 0.0,
                 ms.error.empty() ? "" : "  error: ", ms.error.c_str());
     std::fflush(stdout);
     failed = failed || ms.messages == 0;
   }
   if (wanted("asio stream", 1)) {
+    const double before = process_cpu_us();
     as = asio_stream->run(warmup, measure);
-    std::printf("%-28s %14.0f%s%s\n", "asio stream (length-prefixed)", as.msgs_per_s,
+    std::printf("%-28s %14.0f %8.2f%s%s\n", "asio stream (length-prefixed)", as.msgs_per_s,
+                as.messages ? (process_cpu_us() - before) / static_cast<double>(as.messages) : 0.0,
                 as.error.empty() ? "" : "  error: ", as.error.c_str());
     failed = failed || as.messages == 0;
   }
@@ -313,5 +322,10 @@ int main(int argc, char** argv) {
               r("micro json", 1).p50_us / r("beast http/1.1", 1).p50_us);
   std::printf("  qps at 1 in flight / grpc                             %7.2f\n",
               r("micro proto", 1).qps / r("grpc callback", 1).qps);
+  std::printf("cpu per call, micro proto / anchor (lower is better; robust on a busy machine)\n");
+  for (int i : {1, 32})
+    std::printf("  %2d in flight: / grpc %5.2f   / beast %5.2f\n", i,
+                r("micro proto", i).cpu_us_per_call / r("grpc callback", i).cpu_us_per_call,
+                r("micro proto", i).cpu_us_per_call / r("beast http/1.1", i).cpu_us_per_call);
   return failed ? 1 : 0;
 }
