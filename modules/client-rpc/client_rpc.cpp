@@ -3,14 +3,23 @@
 // model whatever went wrong. The mapping onto transport messages is docs/rpc-wire.md.
 //
 // Threads: completions run on the transport's threads (no hop on the way back); the client's own
-// thread runs deadline and backoff timers and releases sockets outside their own callbacks.
+// thread runs the deadline and backoff timers and releases sockets outside their own callbacks.
+//
+// The hot path takes no thread hop: a finished call keeps its socket for the next call to the
+// same address (IdleSockets) instead of destroying it, which would have to happen on the
+// client's thread; and its deadline is one entry in a shared queue (Deadlines) rather than a
+// timer of its own, which would have to be cancelled on the client's thread.
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
+#include "deadlines.hpp"
+#include "pipelined_channel.hpp"
 #include "micro/error_json.hpp"
 #include "micro/module.hpp"
 
@@ -21,12 +30,76 @@ using Clock = std::chrono::steady_clock;
 
 class RpcClient;
 
+// Unary sockets that finished a call cleanly, kept for the next call to the same address: the
+// transport keeps their connection alive, so a call that finds one sends at once, with no dial.
+// A socket dialed with a shorter timeout than a call wants is not used for it (the transport
+// reads with the dial's timeout). Thread-safe.
+class IdleSockets {
+ public:
+  static constexpr size_t kPerAddress = 64;
+  static constexpr Clock::duration kMaxIdle = std::chrono::seconds(20);
+
+  struct Entry {
+    std::unique_ptr<micro::Socket> socket;
+    uint64_t timeout_ms = 0;
+    Clock::time_point since;
+  };
+
+  // A socket for `address` dialed with at least `timeout_ms`, or null. Sockets idle too long are
+  // added to `stale` (to be released by the caller outside this lock).
+  std::unique_ptr<micro::Socket> take(const std::string& address, uint64_t timeout_ms,
+                                      std::vector<std::unique_ptr<micro::Socket>>& stale) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = idle_.find(address);
+    if (it == idle_.end()) return nullptr;
+    auto& list = it->second;
+    const auto now = Clock::now();
+    std::unique_ptr<micro::Socket> found;
+    for (size_t i = list.size(); i-- > 0 && found == nullptr;) {
+      if (now - list[i].since > kMaxIdle) {
+        stale.push_back(std::move(list[i].socket));
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+      } else if (list[i].timeout_ms >= timeout_ms) {
+        found = std::move(list[i].socket);
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    return found;
+  }
+  // Keeps `socket`; gives it back when the address has kPerAddress already (or after clear()).
+  std::unique_ptr<micro::Socket> put(const std::string& address, uint64_t timeout_ms,
+                                     std::unique_ptr<micro::Socket> socket) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_) return socket;
+    auto& list = idle_[address];
+    if (list.size() >= kPerAddress) return socket;
+    list.push_back({std::move(socket), timeout_ms, Clock::now()});
+    return nullptr;
+  }
+  // Every idle socket, for the owner to destroy; later puts are refused.
+  std::vector<std::unique_ptr<micro::Socket>> clear() {
+    std::vector<std::unique_ptr<micro::Socket>> out;
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    for (auto& [address, list] : idle_)
+      for (auto& e : list) out.push_back(std::move(e.socket));
+    idle_.clear();
+    return out;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::vector<Entry>> idle_;
+  bool closed_ = false;
+};
+
 // One call, from the first attempt to its answer. Held by the callbacks in flight.
 class Call : public std::enable_shared_from_this<Call> {
  public:
   Call(RpcClient& client, micro::Request request, micro::CallOptions options,
        micro::ResponseCallback done);
   void start();
+  void deadline_passed();
 
  private:
   void attempt();
@@ -36,7 +109,8 @@ class Call : public std::enable_shared_from_this<Call> {
                 std::optional<micro::Message> response);
   // A transport failure on `node`: try another node if that is safe, else give up.
   void failed(const micro::Node& node, micro::Error error, bool request_sent);
-  void finish(const micro::Error& error, micro::Message response);
+  // `reusable`: the exchange completed, so the socket may carry the next call.
+  void finish(const micro::Error& error, micro::Message response, bool reusable = false);
   void release_socket();
   uint64_t remaining_ms() const;
 
@@ -45,30 +119,65 @@ class Call : public std::enable_shared_from_this<Call> {
   micro::CallOptions options_;
   micro::ResponseCallback done_;
   const std::string call_id_;
+  uint64_t timeout_ms_ = 0;  // the whole call's; sockets are dialed with it
   Clock::time_point deadline_;
+  micro::rpc_common::Deadlines<Call>::Key deadline_key_{};
   uint32_t retries_left_ = 0;
   std::vector<std::string> tried_;
   std::recursive_mutex mutex_;
   bool finished_ = false;
+  std::string address_;  // of the socket below
   std::unique_ptr<micro::Socket> socket_;
-  std::unique_ptr<asio::steady_timer> timer_;
 };
 
-// The caller's side of a stream, on one transport socket.
+// Opening a stream: select a node, dial it, send the open message, read the response head. One
+// object carries the request, node and socket through the steps (each completion holds it).
+class StreamOpen : public std::enable_shared_from_this<StreamOpen> {
+ public:
+  StreamOpen(RpcClient& client, micro::Request request, micro::StreamImplCallback done)
+      : client_(client), request_(std::move(request)), done_(std::move(done)) {}
+  void start(const micro::CallOptions& options);
+
+ private:
+  void dial(const micro::Node& node);
+  void send_open(micro::Socket socket);
+  void head(const micro::Error& error, std::optional<micro::Message> head);
+  // Fails the open; the socket (if any) is released off this callback.
+  void fail(const micro::Error& error);
+
+  RpcClient& client_;
+  const micro::Request request_;
+  micro::StreamImplCallback done_;
+  micro::Node node_;
+  std::unique_ptr<micro::Socket> socket_;
+};
+
+// The caller's side of a stream, on one transport socket. Sends are written behind and
+// messages read ahead (PipelinedChannel), so the caller's blocking send and recv rarely wait for
+// a transport thread.
 class ClientStream final : public micro::StreamImpl {
  public:
-  explicit ClientStream(micro::Socket socket) : socket_(std::move(socket)) {}
+  explicit ClientStream(micro::Socket socket)
+      : socket_(std::move(socket)),
+        pipe_(std::make_shared<micro::rpc_common::PipelinedChannel>(socket_)) {
+    pipe_->start_reading();
+  }
+  ~ClientStream() override {
+    pipe_->stop();
+    socket_.reset();  // completes what is pending (with 499) before it returns
+  }
   void send(micro::Message message, micro::Done done) override {
     micro::Message frame;
     frame.body = std::move(message.body);
-    socket_.send(frame, std::move(done));
+    pipe_->send(std::move(frame), std::move(done));
   }
-  void recv(micro::MessageCallback on_message) override { socket_.recv(std::move(on_message)); }
-  void close_send(micro::Done done) override { socket_.close_send(std::move(done)); }
+  void recv(micro::MessageCallback on_message) override { pipe_->recv(std::move(on_message)); }
+  void close_send(micro::Done done) override { pipe_->close_send(std::move(done)); }
   void cancel() override { socket_.close(); }
 
  private:
   micro::Socket socket_;
+  std::shared_ptr<micro::rpc_common::PipelinedChannel> pipe_;
 };
 
 class RpcClient final : public micro::ClientPlugin {
@@ -97,7 +206,8 @@ class RpcClient final : public micro::ClientPlugin {
         timeout_ms_(ctx.options().get_int("timeout_ms", 5000)),
         retries_(ctx.options().get_int("retries", 1)),
         backoff_ms_(ctx.options().get_int("backoff_ms", 10)),
-        work_(asio::make_work_guard(io_)) {
+        work_(asio::make_work_guard(io_)),
+        deadlines_(io_) {
     if (timeout_ms_ <= 0 || retries_ < 0 || backoff_ms_ < 0)
       throw micro::Exception(micro::Error::bad_request(
           "timeout_ms must be > 0, retries and backoff_ms >= 0"));
@@ -106,6 +216,8 @@ class RpcClient final : public micro::ClientPlugin {
 
   // Calls must be finished (the contract of destroy); what remains is releasing their sockets.
   ~RpcClient() override {
+    deadlines_.stop();
+    idle_.clear();  // destroyed here: not inside any of their callbacks
     work_.reset();
     thread_.join();
   }
@@ -123,48 +235,11 @@ class RpcClient final : public micro::ClientPlugin {
   void stream(micro::Request request, const micro::CallOptions& options,
               micro::StreamImplCallback done) override {
     if (request.content_type.empty()) request.content_type = content_type_;
-    auto opened = [this, request, done = std::move(done)](const micro::Error& error,
-                                                         const micro::Node& node) {
-      if (!error.ok()) return done(error, nullptr);
-      transport_.dial(node.address, {0, true}, [this, request, node, done](
-                                                   const micro::Error& error,
-                                                   micro::Socket socket) {
-        if (!error.ok()) {
-          selector_.mark(request.service, node.id, error);
-          return done(error, nullptr);
-        }
-        auto shared = std::make_shared<micro::Socket>(std::move(socket));
-        micro::Message open = request_message(request, 0);
-        open.header["micro-stream"] = "1";
-        open.body.clear();  // a stream's request body is ignored (client.h); messages follow
-        shared->send(open, [this, shared, request, node, done](const micro::Error& error) {
-          if (!error.ok()) return done(error, nullptr);
-          shared->recv([this, shared, request, node, done](const micro::Error& error,
-                                                           std::optional<micro::Message> head) {
-            if (!error.ok() || !head) {
-              done(error.ok() ? micro::Error::unavailable("stream to " + node.address +
-                                                          " closed before it opened")
-                              : error,
-                   nullptr);
-              return release(std::move(*shared));
-            }
-            const std::string status = micro::header_value(*head, ":status");
-            if (status != "200") {
-              done(response_error(*head, status), nullptr);
-              return release(std::move(*shared));
-            }
-            done({}, std::make_unique<ClientStream>(std::move(*shared)));
-          });
-        });
-      });
-    };
-    if (!options.address.empty()) return opened({}, micro::Node{options.address, options.address, {}});
-    selector_.select(request.service, {}, [opened](const micro::Error& e, micro::Node node) {
-      opened(e, node);
-    });
+    std::make_shared<StreamOpen>(*this, std::move(request), std::move(done))->start(options);
   }
 
   friend class Call;
+  friend class StreamOpen;
 
   void publish(const std::string& topic, micro::Message message, micro::Done done) override {
     if (!broker_.valid())
@@ -196,6 +271,16 @@ class RpcClient final : public micro::ClientPlugin {
   void release(micro::Socket socket) {
     asio::post(io_, [s = std::make_shared<micro::Socket>(std::move(socket))]() mutable { s.reset(); });
   }
+  void release(std::vector<std::unique_ptr<micro::Socket>> sockets) {
+    if (sockets.empty()) return;
+    asio::post(io_, [s = std::make_shared<decltype(sockets)>(std::move(sockets))]() mutable {
+      s.reset();
+    });
+  }
+  // A socket whose call finished cleanly: kept for the next call to `address`.
+  void park(const std::string& address, uint64_t timeout_ms, std::unique_ptr<micro::Socket> s) {
+    if (auto refused = idle_.put(address, timeout_ms, std::move(s))) release(std::move(*refused));
+  }
 
   micro::Logger log_;
   micro::Selector selector_;
@@ -205,8 +290,62 @@ class RpcClient final : public micro::ClientPlugin {
   const int64_t timeout_ms_, retries_, backoff_ms_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
+  micro::rpc_common::Deadlines<Call> deadlines_;
+  IdleSockets idle_;
   std::thread thread_;
 };
+
+void StreamOpen::start(const micro::CallOptions& options) {
+  if (!options.address.empty()) return dial(micro::Node{options.address, options.address, {}});
+  client_.selector_.select(request_.service, {},
+                           [self = shared_from_this()](const micro::Error& e, micro::Node node) {
+                             if (!e.ok()) return self->done_(e, nullptr);
+                             self->dial(node);
+                           });
+}
+
+void StreamOpen::dial(const micro::Node& node) {
+  node_ = node;
+  client_.transport_.dial(node_.address, {0, true}, [self = shared_from_this()](
+                                                        const micro::Error& error,
+                                                        micro::Socket socket) {
+    if (!error.ok()) {
+      self->client_.selector_.mark(self->request_.service, self->node_.id, error);
+      return self->done_(error, nullptr);
+    }
+    self->send_open(std::move(socket));
+  });
+}
+
+void StreamOpen::send_open(micro::Socket socket) {
+  socket_ = std::make_unique<micro::Socket>(std::move(socket));
+  micro::Message open = client_.request_message(request_, 0);
+  open.header["micro-stream"] = "1";
+  open.body.clear();  // a stream's request body is ignored (client.h); messages follow
+  socket_->send(open, [self = shared_from_this()](const micro::Error& error) {
+    if (!error.ok()) return self->fail(error);
+    self->socket_->recv([self](const micro::Error& error, std::optional<micro::Message> head) {
+      self->head(error, std::move(head));
+    });
+  });
+}
+
+void StreamOpen::head(const micro::Error& error, std::optional<micro::Message> head) {
+  if (!error.ok() || !head)
+    return fail(error.ok() ? micro::Error::unavailable("stream to " + node_.address +
+                                                       " closed before it opened")
+                           : error);
+  const std::string status = micro::header_value(*head, ":status");
+  if (status != "200") return fail(RpcClient::response_error(*head, status));
+  auto socket = std::move(socket_);
+  done_({}, std::make_unique<ClientStream>(std::move(*socket)));
+}
+
+void StreamOpen::fail(const micro::Error& error) {
+  done_(error, nullptr);
+  if (socket_ != nullptr) client_.release(std::move(*socket_));
+  socket_.reset();
+}
 
 Call::Call(RpcClient& client, micro::Request request, micro::CallOptions options,
            micro::ResponseCallback done)
@@ -215,23 +354,24 @@ Call::Call(RpcClient& client, micro::Request request, micro::CallOptions options
       options_(std::move(options)),
       done_(std::move(done)),
       call_id_(micro::random_hex(8)) {
-  const uint64_t timeout = options_.timeout_ms != 0 ? options_.timeout_ms : client_.timeout_ms_;
-  deadline_ = Clock::now() + std::chrono::milliseconds(timeout);
+  timeout_ms_ = options_.timeout_ms != 0 ? options_.timeout_ms
+                                         : static_cast<uint64_t>(client_.timeout_ms_);
+  deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms_);
   retries_left_ = options_.retries ? *options_.retries : static_cast<uint32_t>(client_.retries_);
 }
 
 void Call::start() {
-  timer_ = std::make_unique<asio::steady_timer>(client_.io_, deadline_);
-  const auto timeout_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()).count();
-  timer_->async_wait([self = shared_from_this(), timeout_ms](const boost::system::error_code& ec) {
-    if (ec) return;
-    self->finish(micro::Error::timeout("call to " + self->request_.service + " " +
-                                       self->request_.endpoint + " timed out after " +
-                                       std::to_string(timeout_ms) + " ms"),
-                 {});
-  });
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);  // finish() reads the key under it
+    deadline_key_ = client_.deadlines_.add(deadline_, weak_from_this());
+  }
   attempt();
+}
+
+void Call::deadline_passed() {
+  finish(micro::Error::timeout("call to " + request_.service + " " + request_.endpoint +
+                               " timed out after " + std::to_string(timeout_ms_) + " ms"),
+         {});
 }
 
 uint64_t Call::remaining_ms() const {
@@ -253,8 +393,14 @@ void Call::attempt() {
 
 void Call::dial(const micro::Node& node) {
   tried_.push_back(node.id);
+  std::vector<std::unique_ptr<micro::Socket>> stale;
+  std::unique_ptr<micro::Socket> idle = client_.idle_.take(node.address, timeout_ms_, stale);
+  client_.release(std::move(stale));
+  if (idle != nullptr) return send(node, std::move(*idle));
+  // Dialed with the whole call's timeout, so that later calls with the same timeout can reuse
+  // the socket; this call's own deadline still ends it in time.
   micro::DialOptions dial;
-  dial.timeout_ms = remaining_ms();
+  dial.timeout_ms = timeout_ms_;
   client_.transport_.dial(node.address, dial, [self = shared_from_this(), node](
                                                   const micro::Error& error, micro::Socket socket) {
     if (!error.ok()) return self->failed(node, error, false);
@@ -268,6 +414,7 @@ void Call::dial(const micro::Node& node) {
 void Call::send(const micro::Node& node, micro::Socket socket) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   if (finished_) return client_.release(std::move(socket));
+  address_ = node.address;
   socket_ = std::make_unique<micro::Socket>(std::move(socket));
   micro::Message message = client_.request_message(request_, remaining_ms());
   message.header["micro-id"] = call_id_;
@@ -291,9 +438,9 @@ void Call::received(const micro::Node& node, const micro::Error& error,
                   true);
   client_.selector_.mark(request_.service, node.id, {});  // the node answered: it is alive
   const std::string status = micro::header_value(*response, ":status");
-  if (status == "200") return finish({}, std::move(*response));
+  if (status == "200") return finish({}, std::move(*response), true);
   // A handler's own error is never retried: it answered.
-  finish(RpcClient::response_error(*response, status), {});
+  finish(RpcClient::response_error(*response, status), {}, true);
 }
 
 void Call::failed(const micro::Node& node, micro::Error error, bool request_sent) {
@@ -329,18 +476,22 @@ void Call::release_socket() {
   socket_.reset();
 }
 
-void Call::finish(const micro::Error& error, micro::Message response) {
+void Call::finish(const micro::Error& error, micro::Message response, bool reusable) {
   {
     std::lock_guard<std::recursive_mutex> lock(mutex_);
     if (finished_) return;
     finished_ = true;
     if (socket_ != nullptr) {
-      if (!error.ok()) socket_->close();  // abandoned mid-call (deadline): not reusable
-      client_.release(std::move(*socket_));
+      if (reusable) {
+        client_.park(address_, timeout_ms_, std::move(socket_));
+      } else {
+        socket_->close();  // abandoned mid-call (deadline): not reusable
+        client_.release(std::move(*socket_));
+      }
       socket_.reset();
     }
+    client_.deadlines_.remove(deadline_key_);
   }
-  asio::post(client_.io_, [timer = timer_.get(), self = shared_from_this()] { timer->cancel(); });
   done_(error, std::move(response));
 }
 

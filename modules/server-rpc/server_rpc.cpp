@@ -3,8 +3,9 @@
 // The request/response mapping onto transport messages is docs/rpc-wire.md.
 //
 // Threads: requests arrive on the transport's threads and handlers are called there (no hop);
-// a handler may answer on any thread. The server's own thread runs timers only: deadlines,
-// re-registration, and releasing sockets outside their own callbacks.
+// a handler may answer on any thread. The server's own thread runs timers only: deadlines (one
+// timer for all calls, so a call never wakes that thread), re-registration, and releasing
+// sockets outside their own callbacks.
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -15,6 +16,8 @@
 #include <set>
 #include <thread>
 
+#include "deadlines.hpp"
+#include "pipelined_channel.hpp"
 #include "micro/content_type.hpp"
 #include "micro/error_json.hpp"
 #include "micro/module.hpp"
@@ -75,7 +78,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 };
 
 // What one unary call needs until it is answered: by the handler, or by the deadline.
-struct CallState {
+struct CallState : std::enable_shared_from_this<CallState> {
+  void deadline_passed();
+
+  RpcServer* server = nullptr;
   std::shared_ptr<Connection> connection;
   std::string call_id;
   std::string endpoint;
@@ -85,7 +91,8 @@ struct CallState {
   std::mutex mutex;
   bool answered = false;
   bool cancelled = false;
-  std::unique_ptr<asio::steady_timer> deadline;
+  long timeout_ms = 0;  // > 0: the caller's deadline is armed under deadline_key
+  micro::rpc_common::Deadlines<CallState>::Key deadline_key{};
 };
 
 class RpcServer final : public micro::ServerPlugin {
@@ -123,7 +130,8 @@ class RpcServer final : public micro::ServerPlugin {
         drain_ms_(ctx.options().get_int("drain_timeout_ms", 5000)),
         default_type_(ctx.options().get_string("default_content_type", "application/json")),
         node_id_(service_.name + "-" + micro::random_hex(8)),
-        work_(asio::make_work_guard(io_)) {
+        work_(asio::make_work_guard(io_)),
+        deadlines_(io_) {
     if (listen_address_.empty()) listen_address_ = service_.address;
     if (listen_address_.empty()) listen_address_ = "127.0.0.1:0";
     if (ttl_ms_ <= 0 || interval_ms_ <= 0 || max_calls_ <= 0 || drain_ms_ < 0)
@@ -134,6 +142,7 @@ class RpcServer final : public micro::ServerPlugin {
 
   ~RpcServer() override {
     stop_now();
+    deadlines_.stop();
     work_.reset();
     io_.stop();
     timer_thread_.join();
@@ -240,11 +249,13 @@ class RpcServer final : public micro::ServerPlugin {
     asio::post(io_, [c = connection]() mutable { c.reset(); });
   }
   void call_finished() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    --in_flight_;
-    drained_.notify_all();
+    if (in_flight_.fetch_sub(1) == 1) {  // the last: wake a stop waiting for the drain
+      std::lock_guard<std::mutex> lock(mutex_);
+      drained_.notify_all();
+    }
   }
   asio::io_context& io() { return io_; }
+  micro::rpc_common::Deadlines<CallState>& deadlines() { return deadlines_; }
   const std::string& node_id() const { return node_id_; }
   const std::string& service_name() const { return service_.name; }
   const micro::Logger& log() const { return log_; }
@@ -320,7 +331,8 @@ class RpcServer final : public micro::ServerPlugin {
       std::unique_lock<std::mutex> lock(mutex_);
       if (!drained_.wait_for(lock, std::chrono::milliseconds(drain_ms_),
                              [this] { return in_flight_ == 0; }))
-        log_.warn(in_flight_, " call(s) still running after ", drain_ms_, " ms; closing anyway");
+        log_.warn(in_flight_.load(), " call(s) still running after ", drain_ms_,
+                " ms; closing anyway");
       connections.swap(connections_);
     }
     for (const auto& c : connections) c->close();
@@ -344,12 +356,14 @@ class RpcServer final : public micro::ServerPlugin {
 
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
+  micro::rpc_common::Deadlines<CallState> deadlines_;
   std::thread timer_thread_;
 
   std::mutex mutex_;
   std::condition_variable drained_;
   bool started_ = false, stopping_ = false;
-  int64_t in_flight_ = 0;
+  std::atomic<int64_t> in_flight_{0};
+  // Filled before start and only read after it (handle() refuses later adds): read unlocked.
   std::map<std::string, std::shared_ptr<micro::EndpointHandler>> endpoints_;
   std::vector<Subscription> subscriptions_;
   std::set<std::shared_ptr<Connection>> connections_;
@@ -379,7 +393,7 @@ void answer(RpcServer& server, const std::shared_ptr<CallState>& call, const mic
     std::lock_guard<std::mutex> lock(call->mutex);
     if (call->answered) return;
     call->answered = true;
-    if (call->deadline) asio::post(server.io(), [t = call->deadline.get(), call] { t->cancel(); });
+    if (call->timeout_ms > 0) server.deadlines().remove(call->deadline_key);
   }
   micro::Message out;
   if (!error.ok()) {
@@ -431,33 +445,28 @@ class RpcReply final : public micro::ReplyImpl {
 };
 
 void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::Message request) {
-  const std::string call_id = micro::header_value(request, "micro-id");
-  std::string endpoint = micro::header_value(request, "micro-endpoint");
-  if (endpoint.empty()) endpoint = endpoint_from_path(micro::header_value(request, ":path"));
-  std::string content_type = micro::header_value(request, "content-type");
+  std::string_view endpoint_view = micro::header_view(request, "micro-endpoint");
+  std::string endpoint = endpoint_view.empty()
+                             ? endpoint_from_path(std::string(micro::header_view(request, ":path")))
+                             : std::string(endpoint_view);
+  std::string content_type(micro::header_view(request, "content-type"));
   if (content_type.empty()) content_type = default_type_;
-  const std::string accept = micro::header_value(request, "accept");
-  const bool stream = micro::header_value(request, "micro-stream") == "1";
+  const std::string_view accept = micro::header_view(request, "accept");
+  const bool stream = micro::header_view(request, "micro-stream") == "1";
 
   // One call state serves both outcomes: an error answered here, or the handler's answer.
   auto call = std::make_shared<CallState>();
+  call->server = this;
   call->connection = connection;
-  call->call_id = call_id;
+  call->call_id = micro::header_view(request, "micro-id");
   call->endpoint = endpoint;
   auto fail = [&](const micro::Error& error) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++in_flight_;
-    }
+    ++in_flight_;
     answer(*this, call, micro::Error(error).with_id(service_.name), {});
   };
 
   std::shared_ptr<micro::EndpointHandler> handler;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = endpoints_.find(endpoint);
-    if (it != endpoints_.end()) handler = it->second;
-  }
+  if (auto it = endpoints_.find(endpoint); it != endpoints_.end()) handler = it->second;
   if (handler == nullptr) {
     std::string known;
     for (const auto& [name, h] : endpoints_) known += (known.empty() ? "" : ", ") + name;
@@ -468,12 +477,7 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
   if (handler->flags & MICRO_ENDPOINT_STREAMING)
     return fail(micro::Error::bad_request("endpoint '" + endpoint +
                                           "' is a stream: open it with Micro-Stream: 1"));
-  bool busy = false;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    busy = in_flight_ >= max_calls_;
-  }
-  if (busy)
+  if (in_flight_.load() >= max_calls_)
     return fail(micro::Error::unavailable("server busy: " + std::to_string(max_calls_) +
                                           " calls in flight (max_concurrent_calls)"));
 
@@ -481,7 +485,7 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
 
   micro::Request req;
   req.service = service_.name;
-  req.endpoint = endpoint;
+  req.endpoint = std::move(endpoint);
   req.accept = accept;
   req.metadata = metadata_of(request);
   req.request_schema = handler->request_schema;
@@ -490,7 +494,7 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
     // Typed: the handler reads protobuf binary whatever the caller sent.
     auto codec = codecs_.find(content_type);
     if (!codec.ok()) return fail(codec.error);
-    auto reply_codec = codecs_.for_response(accept, content_type);
+    auto reply_codec = codecs_.for_response(req.accept, content_type);
     if (!reply_codec.ok()) return fail(reply_codec.error);
     call->response_type = reply_codec.value.first;
     call->response_codec = reply_codec.value.second;
@@ -501,29 +505,17 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
   } else {
     req.content_type = content_type;
     req.body = std::move(request.body);
-    call->response_type = accept.empty() || accept == "*/*" ? content_type : accept;
+    call->response_type = accept.empty() || accept == "*/*" ? content_type : std::string(accept);
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++in_flight_;
-  }
-  if (const std::string timeout = micro::header_value(request, "micro-timeout"); !timeout.empty()) {
-    const long ms = std::strtol(timeout.c_str(), nullptr, 10);
+  ++in_flight_;
+  if (const std::string_view timeout = micro::header_view(request, "micro-timeout");
+      !timeout.empty()) {
+    const long ms = std::strtol(std::string(timeout).c_str(), nullptr, 10);
     if (ms > 0) {
-      call->deadline = std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(ms));
-      call->deadline->async_wait([this, weak = std::weak_ptr<CallState>(call), ms](
-                                     const boost::system::error_code& ec) {
-        auto c = weak.lock();
-        if (ec || c == nullptr) return;
-        {
-          std::lock_guard<std::mutex> lock(c->mutex);
-          c->cancelled = true;
-        }
-        log_.debug(c->endpoint, " passed its caller's deadline of ", ms, " ms");
-        answer(*this, c, micro::Error::timeout(c->endpoint + " did not answer within the caller's "
-                                               "deadline of " + std::to_string(ms) + " ms"),
-               {});
-      });
+      std::lock_guard<std::mutex> lock(call->mutex);  // answer() reads the key under it
+      call->timeout_ms = ms;
+      call->deadline_key =
+          deadlines_.add(Clock::now() + std::chrono::milliseconds(ms), std::weak_ptr(call));
     }
   }
   micro::Reply reply(micro::to_handle(std::make_unique<RpcReply>(*this, call)));
@@ -531,31 +523,22 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
   if (!thrown.ok()) reply.fail(thrown);
 }
 
-// Reads and drops what the caller still sends on a finished stream until it ends (bounded by
-// one second), then releases the connection.
-void drain(RpcServer& server, std::shared_ptr<Connection> connection) {
-  auto timer = std::make_shared<asio::steady_timer>(server.io(), std::chrono::seconds(1));
-  timer->async_wait([connection](const boost::system::error_code& ec) {
-    if (!ec) connection->close();
-  });
-  auto step = std::make_shared<std::function<void()>>();
-  *step = [&server, connection, timer, weak = std::weak_ptr<std::function<void()>>(step)] {
-    connection->socket().recv([&server, connection, timer, weak](
-                                  const micro::Error& error, std::optional<micro::Message> m) {
-      if (error.ok() && m) {
-        if (auto next = weak.lock()) return (*next)();
-      }
-      asio::post(server.io(), [timer] { timer->cancel(); });
-      server.connection_ended(connection);
-    });
-  };
-  (*step)();
-  // Kept alive by the timer's handler until the drain ends.
-  timer->async_wait([step](const boost::system::error_code&) {});
+// On the timer thread: the caller has given up waiting.
+void CallState::deadline_passed() {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    cancelled = true;
+  }
+  server->log().debug(endpoint, " passed its caller's deadline of ", timeout_ms, " ms");
+  answer(*server, shared_from_this(),
+         micro::Error::timeout(endpoint + " did not answer within the caller's deadline of " +
+                               std::to_string(timeout_ms) + " ms"),
+         {});
 }
 
 // The handler's side of a stream: frames in the stream's content type, translated to and from
-// protobuf binary for typed endpoints.
+// protobuf binary for typed endpoints. Sends are written behind and frames read ahead
+// (PipelinedChannel), so a blocking handler rarely waits for a transport thread.
 class ServerStream final : public micro::StreamImpl {
  public:
   ServerStream(RpcServer& server, std::shared_ptr<Connection> connection,
@@ -566,7 +549,10 @@ class ServerStream final : public micro::StreamImpl {
         handler_(std::move(handler)),
         content_type_(std::move(content_type)),
         codec_(codec),
-        alive_(std::make_shared<Alive>()) {}
+        alive_(std::make_shared<Alive>()),
+        pipe_(std::make_shared<micro::rpc_common::PipelinedChannel>(connection_->socket())) {
+    pipe_->start_reading();
+  }
 
   ~ServerStream() override {
     {
@@ -574,13 +560,24 @@ class ServerStream final : public micro::StreamImpl {
       alive_->alive = false;
     }
     server_.call_finished();
-    // A stream that ended cleanly reads the caller's remaining bytes before closing: closing
-    // with unread input makes TCP reset the connection, and a reset can overtake the last frames
-    // on their way to the caller.
-    if (ended_.load() && !recv_pending_.load()) {
-      drain(server_, connection_);
+    // A stream that ended cleanly reads the caller's remaining frames (bounded by one second)
+    // before closing: closing with unread input makes TCP reset the connection, and a reset can
+    // overtake the last frames on their way to the caller.
+    if (ended_.load()) {
+      RpcServer& server = server_;
+      auto connection = connection_;
+      auto timer = std::make_shared<asio::steady_timer>(server.io(), std::chrono::seconds(1));
+      timer->async_wait([connection](const boost::system::error_code& ec) {
+        if (!ec) connection->close();
+      });
+      // The pipe lives as long as its reads (they hold it); `keep` holds it for the timer too.
+      pipe_->discard([&server, connection, timer, keep = pipe_] {
+        asio::post(server.io(), [timer] { timer->cancel(); });
+        server.connection_ended(connection);
+      });
       return;
     }
+    pipe_->stop();
     connection_->close();
     server_.connection_ended(connection_);
   }
@@ -595,30 +592,27 @@ class ServerStream final : public micro::StreamImpl {
       frame.body = std::move(message.body);
     }
     if (message.header.count("micro-error")) frame.header["micro-error"] = message.header["micro-error"];
-    connection_->send(frame, guard(std::move(done)));
+    pipe_->send(std::move(frame), guard(std::move(done)));
   }
 
   void recv(micro::MessageCallback on_message) override {
     auto alive = alive_;
-    recv_pending_ = true;
-    connection_->socket().recv(
-        [this, alive, on_message = std::move(on_message)](const micro::Error& error,
-                                                          std::optional<micro::Message> message) {
-          std::lock_guard<std::recursive_mutex> lock(alive->mutex);
-          if (!alive->alive) return;
-          recv_pending_ = false;
-          if (!error.ok() || !message || !handler_->request_schema)
-            return on_message(error, std::move(message));
-          micro::Message canonical;
-          micro::Error e = codec_.decode(content_type_, message->body,
-                                         handler_->request_schema.get(), canonical.body);
-          if (!e.ok()) return on_message(e, std::nullopt);
-          on_message({}, std::move(canonical));
-        });
+    pipe_->recv([this, alive, on_message = std::move(on_message)](
+                    const micro::Error& error, std::optional<micro::Message> message) {
+      std::lock_guard<std::recursive_mutex> lock(alive->mutex);
+      if (!alive->alive) return;
+      if (!error.ok() || !message || !handler_->request_schema)
+        return on_message(error, std::move(message));
+      micro::Message canonical;
+      micro::Error e = codec_.decode(content_type_, message->body, handler_->request_schema.get(),
+                                     canonical.body);
+      if (!e.ok()) return on_message(e, std::nullopt);
+      on_message({}, std::move(canonical));
+    });
   }
 
   void close_send(micro::Done done) override {
-    connection_->socket().close_send(guard([this, done = std::move(done)](const micro::Error& e) {
+    pipe_->close_send(guard([this, done = std::move(done)](const micro::Error& e) {
       if (e.ok()) ended_ = true;
       done(e);
     }));
@@ -644,8 +638,8 @@ class ServerStream final : public micro::StreamImpl {
   std::string content_type_;
   micro::Codec codec_;
   std::shared_ptr<Alive> alive_;
-  std::atomic<bool> ended_{false};         // our response is complete
-  std::atomic<bool> recv_pending_{false};  // a recv of the handler's is outstanding
+  std::shared_ptr<micro::rpc_common::PipelinedChannel> pipe_;
+  std::atomic<bool> ended_{false};  // our response is complete
 };
 
 void RpcServer::dispatch_stream(const std::shared_ptr<Connection>& connection, micro::Message head,

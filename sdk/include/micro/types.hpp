@@ -4,6 +4,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "micro/error.hpp"
@@ -54,6 +55,12 @@ struct Message {
 inline std::string header_value(const Message& message, const std::string& key) {
   auto it = message.header.find(key);
   return it == message.header.end() ? std::string() : it->second;
+}
+
+// The same without a copy: a view of the value, valid while `message` is unchanged.
+inline std::string_view header_view(const Message& message, const std::string& key) {
+  auto it = message.header.find(key);
+  return it == message.header.end() ? std::string_view() : std::string_view(it->second);
 }
 
 // `bytes` random bytes as lower-case hex: ids for nodes and calls.
