@@ -138,6 +138,12 @@ Instance decode(const HealthEntry& entry) {
   return out;
 }
 
+// The first character that is not JSON whitespace, or 0.
+char first_char(std::string_view body) {
+  const auto at = body.find_first_not_of(" \t\r\n");
+  return at == std::string_view::npos ? '\0' : body[at];
+}
+
 // Consul's JSON arrays and objects are read as a field of a wrapping message.
 std::string wrap(const char* field, std::string_view body) {
   std::string json = "{\"";
@@ -179,7 +185,8 @@ micro::Result<std::string> encode_registration(const micro::Service& service,
   auto& meta = *r.mutable_meta();
   meta[kMarkerKey] = "1";
   meta[kVersionKey] = service.version;
-  if (join_address(host, port) != node.address) {
+  // An empty host would read back as the agent's node address (Consul's rule), so it is kept too.
+  if (host.empty() || join_address(host, port) != node.address) {
     if (node.address.size() > kMetaValueMax)
       return refuse("its address is longer than Consul's 512-byte Meta value limit");
     meta[kAddressKey] = node.address;
@@ -221,8 +228,8 @@ micro::Result<std::string> encode_registration(const micro::Service& service,
 micro::Result<std::vector<Instance>> parse_health(std::string_view body, std::string_view name) {
   micro::Result<std::vector<Instance>> out;
   HealthEntries entries;
-  std::string why;
-  if (!from_json(wrap("entries", body), &entries, &why)) {
+  std::string why = "it does not start with '['";
+  if (first_char(body) != '[' || !from_json(wrap("entries", body), &entries, &why)) {
     out.error = micro::Error(502, "consul's answer to GET /v1/health/service/" +
                                       std::string(name) + " is not a list of health entries: " +
                                       why);
@@ -238,8 +245,8 @@ micro::Result<std::vector<Instance>> parse_health(std::string_view body, std::st
 micro::Result<std::vector<std::string>> parse_catalog_services(std::string_view body) {
   micro::Result<std::vector<std::string>> out;
   CatalogServices services;
-  std::string why;
-  if (!from_json(wrap("services", body), &services, &why)) {
+  std::string why = "it does not start with '{'";
+  if (first_char(body) != '{' || !from_json(wrap("services", body), &services, &why)) {
     out.error = micro::Error(
         502, "consul's answer to GET /v1/catalog/services is not an object of services: " + why);
     return out;

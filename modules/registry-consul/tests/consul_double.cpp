@@ -432,8 +432,8 @@ std::string ConsulDouble::Impl::health_body(const std::string& name, bool passin
     s->set_address(e.registration.address());
     s->set_port(e.registration.port());
     *s->mutable_meta() = e.registration.meta();
-    s->set_createindex(e.create_index);
-    s->set_modifyindex(e.modify_index);
+    s->set_createindex(static_cast<uint32_t>(e.create_index));
+    s->set_modifyindex(static_cast<uint32_t>(e.modify_index));
     auto* serf = entry->add_checks();
     serf->set_node("consul-double");
     serf->set_checkid("serfHealth");
