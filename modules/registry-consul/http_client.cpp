@@ -24,7 +24,7 @@ std::optional<uint64_t> parse_index(beast::string_view text) {
 }  // namespace
 
 Connection::Connection(asio::io_context& io, std::shared_ptr<const ClientSettings> settings)
-    : io_(io), settings_(std::move(settings)), resolver_(io), stream_(io) {}
+    : settings_(std::move(settings)), resolver_(io), stream_(io) {}
 
 void Connection::request(http::verb verb, std::string target, std::string body,
                          std::chrono::milliseconds timeout, HttpCallback done) {

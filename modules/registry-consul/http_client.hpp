@@ -64,7 +64,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void fail(beast::error_code ec, const char* during);
   void finish(const micro::Error& error, HttpResponse response);
 
-  asio::io_context& io_;
   std::shared_ptr<const ClientSettings> settings_;
   asio::ip::tcp::resolver resolver_;
   beast::tcp_stream stream_;
