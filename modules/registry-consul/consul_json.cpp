@@ -207,6 +207,9 @@ micro::Result<std::string> encode_registration(const micro::Service& service,
   c->set_checkid(check_id(node.id));
   c->set_name("micro TTL check of " + node.id);
   c->set_ttl(go_duration(check.ttl));
+  // Registered passing: registering again (a renewal after the agent lost the node, or new
+  // metadata) must not make a live node critical, even for a moment, as the default would.
+  c->set_status("passing");
   if (check.deregister_critical_after.count() > 0)
     c->set_deregistercriticalserviceafter(go_duration(check.deregister_critical_after));
   out.value = to_json(r);

@@ -8,6 +8,7 @@ namespace micro::consul {
 namespace {
 
 constexpr uint64_t kBodyLimit = 64 * 1024 * 1024;
+constexpr size_t kIdleMax = 32;  // idle kept-alive connections of the pool
 
 std::optional<uint64_t> parse_index(beast::string_view text) {
   if (text.empty() || text.size() > 20) return std::nullopt;
@@ -173,6 +174,11 @@ std::shared_ptr<Connection> Client::dedicated() {
 }
 
 void Client::call(http::verb verb, std::string target, std::string body, HttpCallback done) {
+  if (closed_) {
+    done(micro::Error(499, "registry-consul: closing; no new request to " + settings_->describe()),
+         {});
+    return;
+  }
   std::shared_ptr<Connection> connection;
   while (!idle_.empty() && !connection) {
     connection = std::move(idle_.back());
@@ -183,13 +189,14 @@ void Client::call(http::verb verb, std::string target, std::string body, HttpCal
   connection->request(verb, std::move(target), std::move(body), settings_->timeout,
                       [this, connection, done = std::move(done)](const micro::Error& error,
                                                                  HttpResponse response) {
-                        if (error.ok() && connection->reusable() && idle_.size() < 8)
+                        if (error.ok() && connection->reusable() && idle_.size() < kIdleMax)
                           idle_.push_back(connection);
                         done(error, std::move(response));
                       });
 }
 
 void Client::close_all() {
+  closed_ = true;
   idle_.clear();
   auto all = std::move(all_);
   for (auto& weak : all)

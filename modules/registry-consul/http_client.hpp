@@ -89,7 +89,7 @@ class Client {
   void call(http::verb verb, std::string target, std::string body, HttpCallback done);
   // A connection of its own, for a blocking query loop.
   std::shared_ptr<Connection> dedicated();
-  // Closes every connection (pending requests get 499).
+  // Closes every connection (pending requests get 499); later calls fail with 499.
   void close_all();
 
  private:
@@ -97,6 +97,7 @@ class Client {
   std::shared_ptr<const ClientSettings> settings_;
   std::vector<std::shared_ptr<Connection>> idle_;
   std::vector<std::weak_ptr<Connection>> all_;
+  bool closed_ = false;  // after close_all: calls fail with 499
 };
 
 // The error for an HTTP answer that is not 2xx: Consul's status (5xx as 503), its text, and

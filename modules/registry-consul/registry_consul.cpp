@@ -124,7 +124,8 @@ class ConsulRegistry final : public micro::RegistryPlugin {
       stopped.set_value();
     });
     stopped.get_future().wait();
-    io_.stop();
+    // Everything is closed or cancelled: the io thread runs what is left, then finds no work.
+    work_.reset();
     io_thread_.join();
   }
 
@@ -151,7 +152,12 @@ class ConsulRegistry final : public micro::RegistryPlugin {
         kept.body = std::move(node.body);
         kept.keep = node.keep;
         kept.registered = same;
-        renew(kept.id, [batch](const micro::Error& e) { batch->finish(e); });
+        kept.busy = true;  // the keep timer leaves it alone meanwhile
+        renew(kept.id, [this, batch, id = kept.id](const micro::Error& e) {
+          auto it = kept_.find(id);
+          if (it != kept_.end()) it->second.busy = false;
+          batch->finish(e);
+        });
       }
     });
   }
@@ -329,7 +335,7 @@ class ConsulRegistry final : public micro::RegistryPlugin {
     if (it == kept_.end()) return done({});  // deregistered meanwhile
     if (it->second.registered) {
       pass(id, [this, id, done](const micro::Error& e) {
-        if (e.ok()) return done({});
+        if (e.ok() || stopping_ || e.code() == 499) return done(e);
         // The agent lost it (restarted, or removed it after it went critical): register again.
         auto again = kept_.find(id);
         if (again == kept_.end()) return done({});

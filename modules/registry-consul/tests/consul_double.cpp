@@ -122,13 +122,14 @@ class ConsulDouble::Impl : public std::enable_shared_from_this<ConsulDouble::Imp
     thread_ = std::thread([self = shared_from_this()] { self->io_.run(); });
   }
 
+  // Closes everything so that every pending handler completes (they hold the Impl), and the io
+  // thread's run() returns for want of work.
   void shutdown() {
-    on_io([this] {
-      stopped_ = true;
-      close_everything();
-      reaper_.cancel();
+    asio::post(io_, [self = shared_from_this()] {
+      self->stopped_ = true;
+      self->close_everything();
+      self->reaper_.cancel();
     });
-    io_.stop();
     if (thread_.joinable()) thread_.join();
   }
 
@@ -195,7 +196,7 @@ class ConsulDouble::Impl : public std::enable_shared_from_this<ConsulDouble::Imp
   void reap() {
     reaper_.expires_after(milliseconds(10));
     reaper_.async_wait([this](beast::error_code ec) {
-      if (ec) return;
+      if (ec || stopped_) return;
       std::lock_guard<std::mutex> lock(mutex_);
       const auto now = Clock::now();
       for (auto it = services_.begin(); it != services_.end();) {
@@ -390,6 +391,7 @@ void ConsulDouble::Impl::close_everything() {
 
 void ConsulDouble::Impl::wake_waiters() {
   // Called with mutex_ held; the sessions re-check on the io thread after it is released.
+  if (stopped_) return;
   asio::post(io_, [self = shared_from_this()] {
     for (auto& weak : self->sessions_)
       if (auto session = weak.lock()) session->recheck();

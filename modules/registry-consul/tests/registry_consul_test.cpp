@@ -196,17 +196,17 @@ TEST_F(RegistryConsulTest, AnswersOf500OrGarbageAreClearErrorsAndEverythingRecov
 }
 
 TEST_F(RegistryConsulTest, SlowAgentTimesOutWithATimeoutErrorAndRecovers) {
-  auto s = stack("timeout_ms = 200\n");
+  auto s = stack("timeout_ms = 1000\n");
   ASSERT_NE(s, nullptr);
   micro::Registry registry(s->registry());
   const auto svc = service("slow");
   ASSERT_TRUE(registry.register_service(svc).ok());
-  consul_.set_fault(ConsulDouble::Fault::slow, milliseconds(1500));
+  consul_.set_fault(ConsulDouble::Fault::slow, milliseconds(3000));
   const auto started = std::chrono::steady_clock::now();
   auto got = registry.get_service(svc.name);
   EXPECT_EQ(got.error.code(), 408) << got.error.to_string();
-  EXPECT_NE(got.error.detail().find("within 200 ms"), std::string::npos) << got.error.detail();
-  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));  // no hang
+  EXPECT_NE(got.error.detail().find("within 1000 ms"), std::string::npos) << got.error.detail();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, milliseconds(2900));  // not the agent's pace
   consul_.set_fault(ConsulDouble::Fault::none);
   EXPECT_TRUE(eventually([&] { return found(registry, svc.name); }));
 }
@@ -223,10 +223,11 @@ TEST_F(RegistryConsulTest, NodeOfAKilledProcessGoesCriticalThenIsDeregistered) {
   auto watch = registry.watch("crashy", [&](const RegistryEvent& e) { events.push(e); });
   ASSERT_TRUE(watch.ok());
   ASSERT_TRUE(events.wait_for(has_event(RegistryEventType::create, "crashy-node")));
-  // While the process lives, its module keeps the 400 ms check passing.
-  std::this_thread::sleep_for(milliseconds(1200));
+  // While the process lives, its module keeps the 400 ms check passing: three TTLs go by
+  // without a delete.
+  EXPECT_FALSE(events.wait_for(has_event(RegistryEventType::remove, "crashy-node"),
+                               milliseconds(1200)));
   EXPECT_TRUE(found(registry, "crashy"));
-  EXPECT_FALSE(events.wait_for(has_event(RegistryEventType::remove, "crashy-node"), milliseconds(1)));
 
   helper.kill();
   EXPECT_TRUE(events.wait_for(has_event(RegistryEventType::remove, "crashy-node")));
