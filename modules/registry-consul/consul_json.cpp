@@ -17,7 +17,7 @@ namespace pb = google::protobuf;
 constexpr const char* kMarkerKey = "micro_registry";  // "1": registered by registry-consul
 constexpr const char* kVersionKey = "version";
 constexpr const char* kAddressKey = "micro_address";  // the node address, when host:port loses it
-constexpr size_t kMetaValueMax = 512;                  // Consul's limit on a Meta value
+constexpr size_t kMetaValueMax = 512;                 // Consul's limit on a Meta value
 
 std::string to_json(const pb::Message& message) {
   pb::util::JsonPrintOptions options;
@@ -126,8 +126,8 @@ Instance decode(const HealthEntry& entry) {
       } else if (read_tag(tag, 'n', &m)) {
         node.metadata = to_metadata(m.metadata());
       } else if (read_tag(tag, 'e', &e)) {
-        endpoints.push_back({e.index(), {e.name(), e.request(), e.response(),
-                                         to_metadata(e.metadata())}});
+        endpoints.push_back(
+            {e.index(), {e.name(), e.request(), e.response(), to_metadata(e.metadata())}});
       }
     }
     std::stable_sort(endpoints.begin(), endpoints.end(),
@@ -233,9 +233,8 @@ micro::Result<std::vector<Instance>> parse_health(std::string_view body, std::st
   HealthEntries entries;
   std::string why = "it does not start with '['";
   if (first_char(body) != '[' || !from_json(wrap("entries", body), &entries, &why)) {
-    out.error = micro::Error(502, "consul's answer to GET /v1/health/service/" +
-                                      std::string(name) + " is not a list of health entries: " +
-                                      why);
+    out.error = micro::Error(502, "consul's answer to GET /v1/health/service/" + std::string(name) +
+                                      " is not a list of health entries: " + why);
     return out;
   }
   for (const auto& entry : entries.entries()) {

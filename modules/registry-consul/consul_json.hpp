@@ -15,7 +15,7 @@ namespace micro::consul {
 
 // One node of one service version, as a Consul service instance.
 struct Instance {
-  micro::Service service;    // exactly one node
+  micro::Service service;     // exactly one node
   uint64_t create_index = 0;  // Consul's CreateIndex: orders nodes that appear at once
 };
 
@@ -33,8 +33,7 @@ std::string check_id(std::string_view node_id);
 // The body of PUT /v1/agent/service/register for one node of `service`; 400 when the service
 // cannot be stored so that it reads back identically (invalid UTF-8, version over 512 bytes).
 micro::Result<std::string> encode_registration(const micro::Service& service,
-                                               const micro::Node& node,
-                                               const CheckSettings& check);
+                                               const micro::Node& node, const CheckSettings& check);
 
 // Reads a GET /v1/health/service/:name body; keeps only entries of service `name`.
 micro::Result<std::vector<Instance>> parse_health(std::string_view body, std::string_view name);

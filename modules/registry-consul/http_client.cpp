@@ -63,8 +63,7 @@ void Connection::start() {
                           });
 }
 
-void Connection::on_resolved(beast::error_code ec,
-                             asio::ip::tcp::resolver::results_type results) {
+void Connection::on_resolved(beast::error_code ec, asio::ip::tcp::resolver::results_type results) {
   if (!busy()) return;
   if (ec) return fail(ec, "resolving");
   stream_.async_connect(results, [self = shared_from_this()](beast::error_code e, const auto&) {
@@ -130,16 +129,16 @@ void Connection::fail(beast::error_code ec, const char* during) {
                             });
     return;
   }
-  const std::string what = std::string(http::to_string(request_.method())) + " " +
-                           std::string(request_.target());
+  const std::string what =
+      std::string(http::to_string(request_.method())) + " " + std::string(request_.target());
   if (timed_out) {
     finish(micro::Error::timeout(settings_->describe() + " did not answer " + what + " within " +
                                  std::to_string(timeout_.count()) + " ms"),
            {});
   } else {
     finish(micro::Error::unavailable(std::string("registry-consul: ") + during + " " +
-                                     settings_->describe() + " failed (" + what + "): " +
-                                     ec.message() +
+                                     settings_->describe() + " failed (" + what +
+                                     "): " + ec.message() +
                                      "; is the agent running? Set [registry] address or "
                                      "CONSUL_HTTP_ADDR"),
            {});
@@ -186,13 +185,13 @@ void Client::call(http::verb verb, std::string target, std::string body, HttpCal
     if (!connection->reusable()) connection.reset();
   }
   if (!connection) connection = dedicated();
-  connection->request(verb, std::move(target), std::move(body), settings_->timeout,
-                      [this, connection, done = std::move(done)](const micro::Error& error,
-                                                                 HttpResponse response) {
-                        if (error.ok() && connection->reusable() && idle_.size() < kIdleMax)
-                          idle_.push_back(connection);
-                        done(error, std::move(response));
-                      });
+  connection->request(
+      verb, std::move(target), std::move(body), settings_->timeout,
+      [this, connection, done = std::move(done)](const micro::Error& error, HttpResponse response) {
+        if (error.ok() && connection->reusable() && idle_.size() < kIdleMax)
+          idle_.push_back(connection);
+        done(error, std::move(response));
+      });
 }
 
 void Client::close_all() {
@@ -207,9 +206,9 @@ micro::Error status_error(const ClientSettings& settings, http::verb verb,
                           const std::string& target, const HttpResponse& response) {
   std::string text = response.body.substr(0, 512);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  const std::string detail = settings.describe() + " answered " +
-                             std::to_string(response.status) + " to " +
-                             std::string(http::to_string(verb)) + " " + target + ": " + text;
+  const std::string detail = settings.describe() + " answered " + std::to_string(response.status) +
+                             " to " + std::string(http::to_string(verb)) + " " + target + ": " +
+                             text;
   const int code = response.status >= 500 ? 503 : int(response.status);
   return micro::Error(code, detail);
 }

@@ -26,8 +26,8 @@ namespace http = beast::http;
 struct ClientSettings {
   std::string host = "127.0.0.1";
   std::string port = "8500";
-  std::string token;                          // sent as X-Consul-Token when set
-  std::chrono::milliseconds timeout{5000};    // per request (blocking queries add their wait)
+  std::string token;                        // sent as X-Consul-Token when set
+  std::chrono::milliseconds timeout{5000};  // per request (blocking queries add their wait)
   std::string describe() const { return "consul agent at " + host + ":" + port; }
 };
 
@@ -73,7 +73,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::milliseconds timeout_{0};
   HttpCallback done_;
   bool connected_ = false;
-  bool reused_ = false;   // this request went out on a connection used before
+  bool reused_ = false;  // this request went out on a connection used before
   bool retried_ = false;
   bool closed_ = false;
 };

@@ -59,8 +59,7 @@ ClientSettings parse_address(std::string address) {
   }
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
-  if (host.empty() || port.empty() ||
-      port.find_first_not_of("0123456789") != std::string::npos)
+  if (host.empty() || port.empty() || port.find_first_not_of("0123456789") != std::string::npos)
     bad_option("address '" + address + "' is not host:port (e.g. 127.0.0.1:8500)");
   out.host = host;
   out.port = port;
@@ -73,10 +72,10 @@ class ConsulRegistry final : public micro::RegistryPlugin {
     return {
         {"address", MICRO_OPTION_STRING,
          "Consul agent host:port (default: $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)", ""},
-        {"token", MICRO_OPTION_STRING, "ACL token sent as X-Consul-Token (default: $CONSUL_HTTP_TOKEN)",
-         ""},
-        {"datacenter", MICRO_OPTION_STRING, "datacenter for get/list/watch (dc=); empty: the agent's",
-         ""},
+        {"token", MICRO_OPTION_STRING,
+         "ACL token sent as X-Consul-Token (default: $CONSUL_HTTP_TOKEN)", ""},
+        {"datacenter", MICRO_OPTION_STRING,
+         "datacenter for get/list/watch (dc=); empty: the agent's", ""},
         {"check_ttl_ms", MICRO_OPTION_INT,
          "TTL of the check of a registration that sets none; the module passes it itself", "30000"},
         {"pass_interval_ms", MICRO_OPTION_INT,
@@ -99,7 +98,8 @@ class ConsulRegistry final : public micro::RegistryPlugin {
     default_check_.deregister_critical_after =
         positive_ms(o, "deregister_critical_service_after_ms", 60000, 0);
     pass_interval_ = positive_ms(o, "pass_interval_ms", 0, 0);
-    if (pass_interval_.count() == 0) pass_interval_ = std::max(default_check_.ttl / 3, milliseconds(1));
+    if (pass_interval_.count() == 0)
+      pass_interval_ = std::max(default_check_.ttl / 3, milliseconds(1));
     watch_.wait = positive_ms(o, "watch_wait_ms", 60000, 1);
     watch_.retry_max = positive_ms(o, "watch_retry_max_ms", 5000, 1);
     watch_.retry_min = std::min(watch_.retry_min, watch_.retry_max);
@@ -183,23 +183,22 @@ class ConsulRegistry final : public micro::RegistryPlugin {
 
   void get_service(const std::string& name, micro::ServicesCallback done) override {
     asio::post(io_, [this, name, done = std::move(done)] {
-      const std::string target =
-          "/v1/health/service/" + url_escape(name) + "?passing" + (dc_query_.empty() ? "" : "&") +
-          dc_query_;
-      client_.call(http::verb::get, target, {},
-                   [this, name, target, done](const micro::Error& e, HttpResponse r) {
-                     if (!e.ok()) return done(e, {});
-                     if (r.status != 200)
-                       return done(status_error(settings_, http::verb::get, target, r), {});
-                     auto parsed = parse_health(r.body, name);
-                     if (!parsed.ok()) return done(parsed.error, {});
-                     if (parsed.value.empty())
-                       return done(micro::Error::not_found("service '" + name +
-                                                           "' has no passing node in " +
-                                                           settings_.describe()),
-                                   {});
-                     done({}, group_by_version(parsed.value));
-                   });
+      const std::string target = "/v1/health/service/" + url_escape(name) + "?passing" +
+                                 (dc_query_.empty() ? "" : "&") + dc_query_;
+      client_.call(
+          http::verb::get, target, {},
+          [this, name, target, done](const micro::Error& e, HttpResponse r) {
+            if (!e.ok()) return done(e, {});
+            if (r.status != 200)
+              return done(status_error(settings_, http::verb::get, target, r), {});
+            auto parsed = parse_health(r.body, name);
+            if (!parsed.ok()) return done(parsed.error, {});
+            if (parsed.value.empty())
+              return done(micro::Error::not_found("service '" + name + "' has no passing node in " +
+                                                  settings_.describe()),
+                          {});
+            done({}, group_by_version(parsed.value));
+          });
     });
   }
 
@@ -215,7 +214,8 @@ class ConsulRegistry final : public micro::RegistryPlugin {
                      auto names = parse_catalog_services(r.body);
                      if (!names.ok()) return done(names.error, {});
                      std::vector<micro::Service> out;
-                     for (auto& name : names.value) out.push_back({std::move(name), {}, {}, {}, {}});
+                     for (auto& name : names.value)
+                       out.push_back({std::move(name), {}, {}, {}, {}});
                      done({}, out);
                    });
     });
@@ -339,27 +339,27 @@ class ConsulRegistry final : public micro::RegistryPlugin {
         // The agent lost it (restarted, or removed it after it went critical): register again.
         auto again = kept_.find(id);
         if (again == kept_.end()) return done({});
-        log_.info("registry-consul: ", id, " is not known to ", settings_.describe(),
-                  " any more (", e.detail(), "); registering it again");
+        log_.info("registry-consul: ", id, " is not known to ", settings_.describe(), " any more (",
+                  e.detail(), "); registering it again");
         again->second.registered = false;
         renew(id, done);
       });
       return;
     }
     const std::string body = it->second.body;
-    client_.call(http::verb::put, "/v1/agent/service/register", body,
-                 [this, id, body, done](const micro::Error& e, HttpResponse r) {
-                   if (!e.ok()) return done(e);
-                   if (r.status != 200)
-                     return done(status_error(settings_, http::verb::put,
-                                              "/v1/agent/service/register", r));
-                   pass(id, [this, id, body, done](const micro::Error& passed) {
-                     auto again = kept_.find(id);
-                     if (passed.ok() && again != kept_.end() && again->second.body == body)
-                       again->second.registered = true;
-                     done(passed);
-                   });
-                 });
+    client_.call(
+        http::verb::put, "/v1/agent/service/register", body,
+        [this, id, body, done](const micro::Error& e, HttpResponse r) {
+          if (!e.ok()) return done(e);
+          if (r.status != 200)
+            return done(status_error(settings_, http::verb::put, "/v1/agent/service/register", r));
+          pass(id, [this, id, body, done](const micro::Error& passed) {
+            auto again = kept_.find(id);
+            if (passed.ok() && again != kept_.end() && again->second.body == body)
+              again->second.registered = true;
+            done(passed);
+          });
+        });
   }
 
   void pass(const std::string& id, micro::Done done) {

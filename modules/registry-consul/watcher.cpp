@@ -39,9 +39,9 @@ std::vector<micro::RegistryEvent> diff(const std::map<std::string, Instance>& be
   });
   for (const Instance* instance : added) {
     int& count = nodes_of_version[instance->service.version];
-    events.push_back({count == 0 ? micro::RegistryEventType::create
-                                 : micro::RegistryEventType::update,
-                      instance->service, unix_ms()});
+    events.push_back(
+        {count == 0 ? micro::RegistryEventType::create : micro::RegistryEventType::update,
+         instance->service, unix_ms()});
     ++count;
   }
   for (const auto& [id, instance] : before)
@@ -70,8 +70,8 @@ void BlockingQuery::query() {
   if (stopped_) return;
   const auto wait = settings_.wait;
   std::string target = path_ + (path_.find('?') == std::string::npos ? "?" : "&") +
-                       "index=" + std::to_string(index_) +
-                       "&wait=" + go_duration(wait) + settings_.query_suffix;
+                       "index=" + std::to_string(index_) + "&wait=" + go_duration(wait) +
+                       settings_.query_suffix;
   // Consul answers a blocking query within wait plus up to wait/16 of jitter.
   const auto deadline = client_.settings().timeout + wait + wait / 16;
   connection_->request(
@@ -83,9 +83,9 @@ void BlockingQuery::query() {
           return self->retry_later(
               status_error(self->client_.settings(), http::verb::get, target, response));
         if (!self->on_answer(response.body))
-          return self->retry_later(micro::Error(502, self->client_.settings().describe() +
-                                                         " sent an unreadable answer to GET " +
-                                                         target));
+          return self->retry_later(micro::Error(
+              502,
+              self->client_.settings().describe() + " sent an unreadable answer to GET " + target));
         if (self->failures_ > 0)
           self->log_.info("watch of ", self->path_, " is back after ", self->failures_,
                           " failed attempt(s)");

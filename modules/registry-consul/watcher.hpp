@@ -21,10 +21,10 @@
 namespace micro::consul {
 
 struct WatchSettings {
-  std::chrono::milliseconds wait{60000};       // Consul's `wait` of a blocking query
-  std::chrono::milliseconds retry_min{100};    // first back-off after an error
-  std::chrono::milliseconds retry_max{5000};   // back-off ceiling
-  std::string query_suffix;                    // "&dc=..." when a datacenter is set
+  std::chrono::milliseconds wait{60000};      // Consul's `wait` of a blocking query
+  std::chrono::milliseconds retry_min{100};   // first back-off after an error
+  std::chrono::milliseconds retry_max{5000};  // back-off ceiling
+  std::string query_suffix;                   // "&dc=..." when a datacenter is set
 };
 
 using EventSink = std::function<void(const micro::RegistryEvent&)>;
@@ -45,8 +45,7 @@ class Loop {
 // A blocking-query loop on one target: the shared index, back-off and retry.
 class BlockingQuery : public Loop, public std::enable_shared_from_this<BlockingQuery> {
  public:
-  BlockingQuery(Client& client, const WatchSettings& settings, micro::Logger log,
-                std::string path);
+  BlockingQuery(Client& client, const WatchSettings& settings, micro::Logger log, std::string path);
   void start() override { query(); }
   void stop() override;
   // Runs once: after the first answer was handled, or the first attempt failed.

@@ -246,7 +246,8 @@ class ConsulDouble::Impl : public std::enable_shared_from_this<ConsulDouble::Imp
 // One HTTP connection; a blocking query parks it until its index moves or its wait ends.
 class ConsulDouble::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Impl& impl, tcp::socket socket) : impl_(impl), stream_(std::move(socket)), timer_(impl.io_) {}
+  Session(Impl& impl, tcp::socket socket)
+      : impl_(impl), stream_(std::move(socket)), timer_(impl.io_) {}
 
   void start() { read(); }
   void close() {
@@ -490,7 +491,8 @@ Response ConsulDouble::Impl::answer(const http::request<http::string_body>& requ
   };
 
   if (path.rfind("/v1/health/service/", 0) == 0) {
-    if (method != http::verb::get) return text(405, "method " + std::string(request.method_string()) + " not allowed");
+    if (method != http::verb::get)
+      return text(405, "method " + std::string(request.method_string()) + " not allowed");
     if (!dc_ok()) return text(500, "No path to datacenter");
     const std::string name = path.substr(std::string("/v1/health/service/").size());
     if (name.empty()) return text(400, "Missing service name");
@@ -499,12 +501,14 @@ Response ConsulDouble::Impl::answer(const http::request<http::string_body>& requ
     return json(200, health_body(name, passing), health_index(name));
   }
   if (path == "/v1/catalog/services") {
-    if (method != http::verb::get) return text(405, "method " + std::string(request.method_string()) + " not allowed");
+    if (method != http::verb::get)
+      return text(405, "method " + std::string(request.method_string()) + " not allowed");
     if (!dc_ok()) return text(500, "No path to datacenter");
     return json(200, catalog_body(), catalog_index_);
   }
   if (path == "/v1/agent/service/register") {
-    if (method != http::verb::put) return text(405, "method " + std::string(request.method_string()) + " not allowed");
+    if (method != http::verb::put)
+      return text(405, "method " + std::string(request.method_string()) + " not allowed");
     consul_double::AgentServiceRegistration r;
     google::protobuf::util::JsonParseOptions parse;
     parse.ignore_unknown_fields = true;
@@ -514,8 +518,9 @@ Response ConsulDouble::Impl::answer(const http::request<http::string_body>& requ
     if (r.id().empty()) r.set_id(r.name());
     for (const auto& [k, v] : r.meta()) {
       const bool key_ok = !k.empty() && k.size() <= 128 &&
-                          k.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                              "0123456789_-") == std::string::npos;
+                          k.find_first_not_of(
+                              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                              "0123456789_-") == std::string::npos;
       if (!key_ok) return text(400, "Invalid Service Meta: Key contains invalid characters");
       if (v.size() > 512) return text(400, "Invalid Service Meta: Value is too long");
     }
@@ -523,7 +528,8 @@ Response ConsulDouble::Impl::answer(const http::request<http::string_body>& requ
     e.registration = r;
     if (r.has_check() && !r.check().ttl().empty()) {
       auto ttl = parse_go_duration(r.check().ttl());
-      if (!ttl || ttl->count() <= 0) return text(400, "Invalid check: TTL must be > 0 for TTL checks");
+      if (!ttl || ttl->count() <= 0)
+        return text(400, "Invalid check: TTL must be > 0 for TTL checks");
       e.ttl = *ttl;
       e.check_id = r.check().checkid().empty() ? "service:" + r.id() : r.check().checkid();
       e.status = r.check().status().empty() ? "critical" : r.check().status();
@@ -531,18 +537,18 @@ Response ConsulDouble::Impl::answer(const http::request<http::string_body>& requ
       e.critical_since = Clock::now();
       if (!r.check().deregistercriticalserviceafter().empty()) {
         auto after = parse_go_duration(r.check().deregistercriticalserviceafter());
-        if (!after) return text(400, "Invalid check: DeregisterCriticalServiceAfter is not a duration");
+        if (!after)
+          return text(400, "Invalid check: DeregisterCriticalServiceAfter is not a duration");
         e.deregister_after = *after;
       }
     } else {
       e.status = "passing";
     }
     auto old = services_.find(r.id());
-    const bool catalog_changed = old == services_.end() ||
-                                 old->second.registration.name() != r.name() ||
-                                 old->second.registration.tags().size() != r.tags().size() ||
-                                 !std::equal(r.tags().begin(), r.tags().end(),
-                                             old->second.registration.tags().begin());
+    const bool catalog_changed =
+        old == services_.end() || old->second.registration.name() != r.name() ||
+        old->second.registration.tags().size() != r.tags().size() ||
+        !std::equal(r.tags().begin(), r.tags().end(), old->second.registration.tags().begin());
     const std::string old_name = old == services_.end() ? "" : old->second.registration.name();
     e.create_index = old == services_.end() ? index_ + 1 : old->second.create_index;
     e.modify_index = index_ + 1;
@@ -552,17 +558,21 @@ Response ConsulDouble::Impl::answer(const http::request<http::string_body>& requ
     return text(200, "");
   }
   if (path.rfind("/v1/agent/service/deregister/", 0) == 0) {
-    if (method != http::verb::put) return text(405, "method " + std::string(request.method_string()) + " not allowed");
+    if (method != http::verb::put)
+      return text(405, "method " + std::string(request.method_string()) + " not allowed");
     const std::string id = path.substr(std::string("/v1/agent/service/deregister/").size());
     auto it = services_.find(id);
-    if (it == services_.end()) return text(404, "Unknown service ID \"" + id + "\". Ensure that the service ID is passed, not the service name.");
+    if (it == services_.end())
+      return text(404, "Unknown service ID \"" + id +
+                           "\". Ensure that the service ID is passed, not the service name.");
     const std::string name = it->second.registration.name();
     services_.erase(it);
     bump(name, true);
     return text(200, "");
   }
   if (path.rfind("/v1/agent/check/pass/", 0) == 0) {
-    if (method != http::verb::put) return text(405, "method " + std::string(request.method_string()) + " not allowed");
+    if (method != http::verb::put)
+      return text(405, "method " + std::string(request.method_string()) + " not allowed");
     const std::string id = path.substr(std::string("/v1/agent/check/pass/").size());
     for (auto& [service_id, e] : services_) {
       if (e.check_id != id) continue;
@@ -571,7 +581,8 @@ Response ConsulDouble::Impl::answer(const http::request<http::string_body>& requ
       set_status(e, "passing", note == target.query.end() ? "" : note->second);
       return text(200, "");
     }
-    return text(404, "Unknown check ID \"" + id + "\". Ensure that the check ID is passed, not the check name.");
+    return text(404, "Unknown check ID \"" + id +
+                         "\". Ensure that the check ID is passed, not the check name.");
   }
   return text(404, "404 page not found");
 }

@@ -23,9 +23,9 @@ class ConsulDouble {
  public:
   struct Options {
     std::string host = "127.0.0.1";
-    uint16_t port = 0;             // 0: a free port
+    uint16_t port = 0;  // 0: a free port
     std::string datacenter = "dc1";
-    std::string token;             // when set, every request must send it (X-Consul-Token)
+    std::string token;  // when set, every request must send it (X-Consul-Token)
   };
   enum class Fault { none, error_500, garbage, slow };
 

@@ -18,8 +18,10 @@ micro::Service sample() {
   micro::Service s;
   s.name = "grüße svc";
   s.version = "1.0.0-β";
-  s.metadata = {{"team", "core"}, {"key with spaces / and ✓", "value \"quoted\"\n\tand tabs"},
-                {"", "empty key"}, {"empty value", ""}};
+  s.metadata = {{"team", "core"},
+                {"key with spaces / and ✓", "value \"quoted\"\n\tand tabs"},
+                {"", "empty key"},
+                {"empty value", ""}};
   s.endpoints = {{"Z.Last", "a.Req", "a.Resp", {{"stream", "true"}}},
                  {"A.First", "", "", {}},
                  {"M.Middle", "b.Req", "b.Resp", {{"k", std::string(600, 'x')}}}};
@@ -48,14 +50,15 @@ std::string health_answer_for(const std::string& registration, const std::string
   s["CreateIndex"].set_number_value(7);
   std::string service_json;
   (void)google::protobuf::util::MessageToJsonString(service, &service_json);
-  return "[{\"Node\":{\"Node\":\"n\",\"Address\":\"" + node_address + "\"},\"Service\":" +
-         service_json + ",\"Checks\":[]}]";
+  return "[{\"Node\":{\"Node\":\"n\",\"Address\":\"" + node_address +
+         "\"},\"Service\":" + service_json + ",\"Checks\":[]}]";
 }
 
 micro::Service round_trip(const micro::Service& service) {
   auto body = micro::consul::encode_registration(service, service.nodes[0], CheckSettings{});
   EXPECT_TRUE(body.ok()) << body.error.to_string();
-  auto parsed = micro::consul::parse_health(health_answer_for(body.value, "10.9.9.9"), service.name);
+  auto parsed =
+      micro::consul::parse_health(health_answer_for(body.value, "10.9.9.9"), service.name);
   EXPECT_TRUE(parsed.ok()) << parsed.error.to_string();
   if (parsed.value.size() != 1) {
     ADD_FAILURE() << "expected one instance, got " << parsed.value.size();
@@ -69,9 +72,9 @@ micro::Service round_trip(const micro::Service& service) {
 
 TEST(ConsulEncoding, RegistrationFitsConsulsMetaRulesWhateverTheMetadata) {
   const auto service = sample();
-  auto body = micro::consul::encode_registration(service, service.nodes[0],
-                                                 {std::chrono::milliseconds(1500),
-                                                  std::chrono::milliseconds(60000)});
+  auto body = micro::consul::encode_registration(
+      service, service.nodes[0],
+      {std::chrono::milliseconds(1500), std::chrono::milliseconds(60000)});
   ASSERT_TRUE(body.ok()) << body.error.to_string();
   auto r = parse_object(body.value);
   const auto& meta = r.fields().at("Meta").struct_value().fields();
@@ -157,9 +160,8 @@ TEST(ConsulWatchDiff, NodesAppearingTogetherAreACreateThenUpdatesInCreationOrder
     return i;
   };
   std::map<std::string, Instance> before;
-  std::map<std::string, Instance> after = {{"b", instance("b", 5, "1")},
-                                           {"a", instance("a", 9, "1")},
-                                           {"c", instance("c", 6, "2")}};
+  std::map<std::string, Instance> after = {
+      {"b", instance("b", 5, "1")}, {"a", instance("a", 9, "1")}, {"c", instance("c", 6, "2")}};
   auto events = micro::consul::diff(before, after);
   ASSERT_EQ(events.size(), 3u);
   EXPECT_EQ(events[0].type, micro::RegistryEventType::create);

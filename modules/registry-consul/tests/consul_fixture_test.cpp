@@ -36,19 +36,20 @@ std::string missing_fixtures() {
   const std::string node = NODE_EXECUTABLE;
   std::string why;
   if (!std::filesystem::exists(package + "/package/package.json"))
-    why += "the fixtures of @hashicorp/consul-api-double " + std::string(CONSUL_API_DOUBLE_VERSION) +
-           " are missing from " + package + "; ";
+    why += "the fixtures of @hashicorp/consul-api-double " +
+           std::string(CONSUL_API_DOUBLE_VERSION) + " are missing from " + package + "; ";
   if (node.empty() || !std::filesystem::exists(node)) why += "node (nodejs) was not found; ";
   if (why.empty()) return why;
-  return why + "install npm (scripts/install-deps) and configure again with the npm registry "
-               "reachable, or set MICRO_OFFLINE=1 to skip this test";
+  return why +
+         "install npm (scripts/install-deps) and configure again with the npm registry "
+         "reachable, or set MICRO_OFFLINE=1 to skip this test";
 }
 
-#define REQUIRE_FIXTURES()                               \
-  do {                                                   \
-    const std::string why = missing_fixtures();          \
-    if (!why.empty() && offline()) GTEST_SKIP() << why;  \
-    if (!why.empty()) FAIL() << why;                     \
+#define REQUIRE_FIXTURES()                              \
+  do {                                                  \
+    const std::string why = missing_fixtures();         \
+    if (!why.empty() && offline()) GTEST_SKIP() << why; \
+    if (!why.empty()) FAIL() << why;                    \
   } while (false)
 
 // The rendered body of `template_path` for `url`.
@@ -76,10 +77,18 @@ void shape(const google::protobuf::Value& v, const std::string& path, std::set<s
       out->insert(path + ":array");
       for (const auto& child : v.list_value().values()) shape(child, path + "[]", out);
       break;
-    case K::kNumberValue: out->insert(path + ":number"); break;
-    case K::kStringValue: out->insert(path + ":string"); break;
-    case K::kBoolValue: out->insert(path + ":bool"); break;
-    default: out->insert(path + ":null"); break;
+    case K::kNumberValue:
+      out->insert(path + ":number");
+      break;
+    case K::kStringValue:
+      out->insert(path + ":string");
+      break;
+    case K::kBoolValue:
+      out->insert(path + ":bool");
+      break;
+    default:
+      out->insert(path + ":null");
+      break;
   }
 }
 
@@ -147,6 +156,6 @@ TEST(ConsulApiDoubleFixtures, OurDoubleAnswersInHashicorpsShape) {
   const auto actual = shape_of(request(port, http::verb::get, "/v1/health/service/web"));
   ASSERT_FALSE(actual.empty());
   for (const auto& key : actual)
-    EXPECT_EQ(expected.count(key), 1u) << "the double sends " << key
-                                       << ", which HashiCorp's fixture does not have";
+    EXPECT_EQ(expected.count(key), 1u)
+        << "the double sends " << key << ", which HashiCorp's fixture does not have";
 }

@@ -44,7 +44,8 @@ void health(std::string_view body) {
   if (nodes != parsed.value.size()) fail("grouping by version lost or added nodes");
   if (micro::consul::diff({}, by_id).size() != by_id.size())
     fail("the diff from nothing is not one event per node");
-  if (!micro::consul::diff(by_id, by_id).empty()) fail("the diff of a state with itself is not empty");
+  if (!micro::consul::diff(by_id, by_id).empty())
+    fail("the diff of a state with itself is not empty");
 }
 
 void catalog(std::string_view body) {

@@ -58,7 +58,9 @@ TEST_F(MicroCliAgainstConsul, ListAndGetShowWhatWasRegistered) {
       {MICRO_KIND_REGISTRY});
   ASSERT_NE(stack, nullptr);
   micro::Registry registry(stack->registry());
-  micro::Service service{"greeter", "1.2.3", {{"team", "core"}},
+  micro::Service service{"greeter",
+                         "1.2.3",
+                         {{"team", "core"}},
                          {{"Greeter.Hello", "greeter.Request", "greeter.Response", {}}},
                          {{"greeter-node-1", "127.0.0.1:7311", {{"zone", "eu"}}}}};
   ASSERT_TRUE(registry.register_service(service).ok());

@@ -27,8 +27,10 @@ int main(int argc, char** argv) {
   if (argc < 5)
     return fail("usage: registry_consul_helper MODULE_DIR ADDRESS SERVICE NODE_ID [TOML_LINE...]");
   const std::string module_dir = argv[1], address = argv[2], name = argv[3], node_id = argv[4];
-  std::string toml = "[service]\nname = \"helper\"\n[registry]\nmodule = \"registry-consul\"\n"
-                     "address = \"" + address + "\"\n";
+  std::string toml =
+      "[service]\nname = \"helper\"\n[registry]\nmodule = \"registry-consul\"\n"
+      "address = \"" +
+      address + "\"\n";
   for (int i = 5; i < argc; ++i) toml += std::string(argv[i]) + "\n";
   auto parsed = micro::host::parse_config(toml, "helper.toml");
   if (!parsed.ok()) return fail(parsed.errors.front().to_string());

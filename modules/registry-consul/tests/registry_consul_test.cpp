@@ -206,7 +206,8 @@ TEST_F(RegistryConsulTest, SlowAgentTimesOutWithATimeoutErrorAndRecovers) {
   auto got = registry.get_service(svc.name);
   EXPECT_EQ(got.error.code(), 408) << got.error.to_string();
   EXPECT_NE(got.error.detail().find("within 1000 ms"), std::string::npos) << got.error.detail();
-  EXPECT_LT(std::chrono::steady_clock::now() - started, milliseconds(2900));  // not the agent's pace
+  EXPECT_LT(std::chrono::steady_clock::now() - started,
+            milliseconds(2900));  // not the agent's pace
   consul_.set_fault(ConsulDouble::Fault::none);
   EXPECT_TRUE(eventually([&] { return found(registry, svc.name); }));
 }
@@ -225,8 +226,8 @@ TEST_F(RegistryConsulTest, NodeOfAKilledProcessGoesCriticalThenIsDeregistered) {
   ASSERT_TRUE(events.wait_for(has_event(RegistryEventType::create, "crashy-node")));
   // While the process lives, its module keeps the 400 ms check passing: three TTLs go by
   // without a delete.
-  EXPECT_FALSE(events.wait_for(has_event(RegistryEventType::remove, "crashy-node"),
-                               milliseconds(1200)));
+  EXPECT_FALSE(
+      events.wait_for(has_event(RegistryEventType::remove, "crashy-node"), milliseconds(1200)));
   EXPECT_TRUE(found(registry, "crashy"));
 
   helper.kill();
@@ -279,7 +280,8 @@ TEST(RegistryConsulOptions, TokenIsSentAsXConsulTokenAndAWrongOneIsRefused) {
   ASSERT_NE(bad, nullptr);
   auto listed = micro::Registry(bad->registry()).list_services();
   EXPECT_EQ(listed.error.code(), 403);
-  EXPECT_NE(listed.error.detail().find("ACL not found"), std::string::npos) << listed.error.detail();
+  EXPECT_NE(listed.error.detail().find("ACL not found"), std::string::npos)
+      << listed.error.detail();
   ::setenv("CONSUL_HTTP_TOKEN", "s3cret", 1);
   auto from_env = build("");
   ::unsetenv("CONSUL_HTTP_TOKEN");
