@@ -353,6 +353,12 @@ class ConsulRegistry final : public micro::RegistryPlugin {
           if (!e.ok()) return done(e);
           if (r.status != 200)
             return done(status_error(settings_, http::verb::put, "/v1/agent/service/register", r));
+          if (kept_.count(id) == 0) {
+            // Deregistered while this registration was on its way: take it back out.
+            client_.call(http::verb::put, "/v1/agent/service/deregister/" + url_escape(id), {},
+                         [](const micro::Error&, HttpResponse) {});
+            return done({});
+          }
           pass(id, [this, id, body, done](const micro::Error& passed) {
             auto again = kept_.find(id);
             if (passed.ok() && again != kept_.end() && again->second.body == body)
