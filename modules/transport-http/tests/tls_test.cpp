@@ -2,6 +2,11 @@
 // wrong name, plaintext at a TLS port), ALPN's choice of protocol, and HTTP/2 multiplexing
 // (concurrent calls on one connection, a long bidi stream, a cancelled stream beside others),
 // plus curl --http2 against a server socket. Certificates are made per test (certs.hpp).
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
 #include <set>
 #include <thread>
 
@@ -413,6 +418,58 @@ TEST(TransportHttpH2, ACancelledStreamDoesNotDisturbOthersOnTheConnection) {
   EXPECT_EQ(echoed.value->body, "c1");
   std::set<std::string> connections;
   EXPECT_EQ(echo_server.heads.snapshot().size(), 3u);
+}
+
+// A TLS client that negotiates h2, sends the HTTP/2 preface and then `bytes`; returns whether the
+// server closed the connection within a few seconds, and what it sent back meanwhile.
+bool h2_garbage_closes(const TestCerts& certs, uint16_t port, const std::string& bytes,
+                       std::string& received) {
+  namespace net = boost::asio;
+  net::io_context ioc;
+  net::ssl::context ctx(net::ssl::context::tls_client);
+  ctx.load_verify_file(certs.ca);
+  ctx.set_verify_mode(net::ssl::verify_peer);
+  net::ssl::stream<net::ip::tcp::socket> stream(ioc, ctx);
+  const unsigned char alpn[] = {2, 'h', '2'};
+  SSL_set_alpn_protos(stream.native_handle(), alpn, sizeof alpn);
+  stream.next_layer().connect({net::ip::make_address("127.0.0.1"), port});
+  timeval timeout{5, 0};
+  ::setsockopt(stream.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout,
+               sizeof timeout);
+  stream.handshake(net::ssl::stream_base::client);
+  const std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  net::write(stream, net::buffer(preface + bytes));
+  char buf[4096];
+  for (;;) {
+    boost::system::error_code ec;
+    const size_t n = stream.read_some(net::buffer(buf), ec);
+    received.append(buf, n);
+    if (ec) return ec != net::error::would_block && ec != net::error::try_again;
+  }
+}
+
+TEST(TransportHttpH2, GarbageAfterThePrefaceClosesOnlyThatConnection) {
+  TestCerts certs;
+  TransportStack server_side(server_options(certs));
+  TransportStack client_side(client_options(certs.ca));
+  ASSERT_TRUE(server_side.stack && client_side.stack);
+  Collector<Seen> seen;
+  TestServer server(server_side.transport, recording_echo(seen));
+  const uint16_t port = port_of(server.address());
+  // Not a SETTINGS frame first; then a frame of an absurd length; then noise.
+  const std::vector<std::string> garbage = {
+      std::string("\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x01\x00\x00", 13),
+      std::string("\xff\xff\xff\x00\x00\x00\x00\x00\x01", 9) + std::string(64, 'x'),
+      std::string(1000, '\xee')};
+  for (const auto& bytes : garbage) {
+    std::string received;
+    EXPECT_TRUE(h2_garbage_closes(certs, port, bytes, received));
+  }
+  EXPECT_EQ(seen.snapshot().size(), 0u);
+  auto good = call(client_side.transport, server.address(), "still here");
+  ASSERT_TRUE(good.ok()) << good.error.to_string();
+  EXPECT_EQ(good.value.body, "still here");
+  EXPECT_EQ(protocol_of(good.value), "h2");
 }
 
 TEST(TransportHttpH2, CurlSpeaksHttp2ToAServerSocket) {
