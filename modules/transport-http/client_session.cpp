@@ -501,10 +501,25 @@ void dial_http(Runtime& runtime, const std::string& address, const DialOptions& 
     return dial_with<beast::tcp_stream>(runtime, address, target, options, std::move(on_dialed));
   // TLS: a live HTTP/2 connection to the address carries the socket, else a new connection
   // (which becomes that HTTP/2 connection when ALPN settles h2).
-  if (runtime.settings.http2) {
-    if (auto socket = h2_dial_pooled(runtime, address, options)) return on_dialed({}, std::move(socket));
-  }
-  dial_with<TlsStream>(runtime, address, target, options, std::move(on_dialed));
+  if (!runtime.settings.http2)
+    return dial_with<TlsStream>(runtime, address, target, options, std::move(on_dialed));
+  if (auto socket = h2_dial_pooled(runtime, address, options))
+    return on_dialed({}, std::move(socket));
+  // While a first connection is being set up, later dials wait for it: once it settles they use
+  // it when it speaks HTTP/2, else each dials for itself.
+  Runtime* rt = &runtime;
+  auto retry = [rt, address, target, options, on_dialed]() {
+    if (auto socket = h2_dial_pooled(*rt, address, options)) return on_dialed({}, std::move(socket));
+    dial_with<TlsStream>(*rt, address, target, options, on_dialed);
+  };
+  if (runtime.h2_pool->wait_for_connection(address, retry)) return;
+  dial_with<TlsStream>(
+      runtime, address, target, options,
+      [rt, address, on_dialed = std::move(on_dialed)](const Error& error,
+                                                       std::unique_ptr<SocketImpl> socket) {
+        on_dialed(error, std::move(socket));
+        for (auto& waiter : rt->h2_pool->connection_settled(address)) waiter();
+      });
 }
 
 }  // namespace micro::transport_http

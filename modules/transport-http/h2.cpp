@@ -49,7 +49,27 @@ class H2ClientPool::Impl {
     live_.clear();
   }
 
+  bool wait_for_connection(const std::string& address, H2ClientPool::Waiter waiter) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = connecting_.find(address);
+    if (it == connecting_.end()) {
+      connecting_[address];
+      return false;
+    }
+    it->second.push_back(std::move(waiter));
+    return true;
+  }
+  std::vector<H2ClientPool::Waiter> connection_settled(const std::string& address) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = connecting_.find(address);
+    if (it == connecting_.end()) return {};
+    auto waiters = std::move(it->second);
+    connecting_.erase(it);
+    return waiters;
+  }
+
  private:
+  std::map<std::string, std::vector<H2ClientPool::Waiter>> connecting_;
   std::mutex mutex_;
   std::map<std::string, std::weak_ptr<H2Connection>> live_;
   bool closed_ = false;
@@ -917,6 +937,12 @@ std::shared_ptr<H2Connection> H2ClientPool::Impl::find(const std::string& addres
 H2ClientPool::H2ClientPool() : impl_(std::make_unique<Impl>()) {}
 H2ClientPool::~H2ClientPool() = default;
 void H2ClientPool::close() { impl_->close(); }
+bool H2ClientPool::wait_for_connection(const std::string& address, Waiter waiter) {
+  return impl_->wait_for_connection(address, std::move(waiter));
+}
+std::vector<H2ClientPool::Waiter> H2ClientPool::connection_settled(const std::string& address) {
+  return impl_->connection_settled(address);
+}
 
 namespace {
 

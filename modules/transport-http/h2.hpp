@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "connection.hpp"
 #include "micro/transport.hpp"
@@ -39,6 +40,14 @@ class H2ClientPool {
   H2ClientPool();
   ~H2ClientPool();
   Impl& impl() { return *impl_; }
+
+  // Dials made while the first connection to an address is being set up wait for it (so a burst
+  // of calls shares one connection). A waiting dial is kept here and true is returned; false
+  // means none is under way, and the caller's dial is now the one that others wait for.
+  using Waiter = std::function<void()>;
+  bool wait_for_connection(const std::string& address, Waiter waiter);
+  // The connection attempt to `address` ended (HTTP/2 or not, ok or not): the waiters, to run.
+  std::vector<Waiter> connection_settled(const std::string& address);
   // Closes every connection (the transport is going away).
   void close();
 

@@ -303,9 +303,7 @@ TEST(TransportHttpH2, AHundredConcurrentCallsShareOneConnection) {
   ASSERT_TRUE(server_side.stack && client_side.stack);
   Collector<Seen> seen;
   TestServer server(server_side.transport, recording_echo(seen));
-  auto first = call(client_side.transport, server.address(), "first");
-  ASSERT_TRUE(first.ok()) << first.error.to_string();
-
+  // From a cold start: the dials made while the first connection is set up wait for it.
   constexpr int kCalls = 100;
   std::vector<std::thread> callers;
   Collector<std::pair<int, micro::Result<Message>>> results;
@@ -319,7 +317,7 @@ TEST(TransportHttpH2, AHundredConcurrentCallsShareOneConnection) {
     EXPECT_EQ(result.value.body, "call " + std::to_string(i));
     EXPECT_EQ(protocol_of(result.value), "h2");
   }
-  ASSERT_TRUE(seen.wait_for([&](auto& v) { return v.size() == kCalls + 1; }));
+  ASSERT_TRUE(seen.wait_for([&](auto& v) { return v.size() == kCalls; }));
   std::set<std::string> connections;
   for (const auto& s : seen.snapshot()) connections.insert(s.remote);
   EXPECT_EQ(connections.size(), 1u) << "the calls came over " << connections.size()
