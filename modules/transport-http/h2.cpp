@@ -170,6 +170,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
   std::array<uint8_t, 64 * 1024> read_buffer_{};
   std::string write_buffer_;
   bool writing_ = false;
+  bool in_nghttp2_ = false;  // inside nghttp2_session_mem_recv/mem_send (and so its callbacks)
   bool closed_ = false;
   Error close_reason_;
   std::atomic<bool> usable_{true};
@@ -786,7 +787,9 @@ void H2Connection::read() {
           if (clean) rt.log.trace("HTTP/2 ", peer, " closed by the peer");
           return fail(io_error(ec, peer, "reading HTTP/2 frames", rt.settings.idle_timeout));
         }
+        in_nghttp2_ = true;
         const ssize_t used = nghttp2_session_mem_recv(session_, read_buffer_.data(), n);
+        in_nghttp2_ = false;
         if (used < 0)
           return fail(Error(502,
                             "HTTP/2 protocol error on " + peer + ": " +
@@ -797,12 +800,16 @@ void H2Connection::read() {
       });
 }
 
+// Not re-entrant: from inside nghttp2's callbacks it does nothing (the read loop and the write
+// loop flush after nghttp2 returns).
 void H2Connection::flush() {
-  if (writing_ || closed_ || session_ == nullptr) return;
+  if (writing_ || closed_ || session_ == nullptr || in_nghttp2_) return;
   write_buffer_.clear();
   while (write_buffer_.size() < kWriteBatch) {
     const uint8_t* data = nullptr;
+    in_nghttp2_ = true;
     const ssize_t n = nghttp2_session_mem_send(session_, &data);
+    in_nghttp2_ = false;
     if (n < 0)
       return fail(Error(502,
                         "HTTP/2 error on " + peer + ": " + nghttp2_strerror(static_cast<int>(n)),
