@@ -6,6 +6,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <atomic>
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -420,7 +421,7 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     reset_exchange();
     const bool has_body = stream_mode_ || !message.body.empty();
     if (stream_mode_) {
-      headers.emplace_back("micro-stream", "1");
+      mark_stream(headers);
     } else {
       headers.emplace_back("content-length", std::to_string(message.body.size()));
       out_ = std::move(message.body);
@@ -460,7 +461,7 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
       return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
     headers.insert(headers.begin(), {":status", std::to_string(status)});
     if (stream_in_) {
-      headers.emplace_back("micro-stream", "1");
+      mark_stream(headers);
       submit_response(headers, true);
       if (!message.body.empty()) return queue_frame(message);
       conn_->flush();
@@ -559,6 +560,14 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     conn_->attach(id, shared_from_this());
     conn_->flush();
     completions_.close_send({});
+  }
+
+  // Sets micro-stream: 1, replacing the sender's own (any case) so it is not sent twice.
+  static void mark_stream(HeaderList& headers) {
+    headers.erase(std::remove_if(headers.begin(), headers.end(),
+                                 [](const auto& h) { return h.first == "micro-stream"; }),
+                  headers.end());
+    headers.emplace_back("micro-stream", "1");
   }
 
   static std::vector<nghttp2_nv> to_nv(const HeaderList& headers) {
