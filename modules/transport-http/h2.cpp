@@ -112,7 +112,10 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
     if (session_ != nullptr) nghttp2_session_del(session_);
   }
 
-  void start();
+  // Sends SETTINGS and, when `reading`, starts the read loop.
+  void start(bool reading = true);
+  // Bytes read from the peer, for nghttp2; then flushes what it has to say.
+  void receive(const uint8_t* data, size_t size);
   void abort() override {
     net::post(strand, [self = shared_from_this()] {
       self->fail(Error(499, self->peer + " closed: the transport is shutting down", kModule));
@@ -758,7 +761,7 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
 
 // ---- H2Connection
 
-void H2Connection::start() {
+void H2Connection::start(bool reading) {
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
@@ -781,7 +784,7 @@ void H2Connection::start() {
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   conn_->tcp_layer().expires_never();
-  read();
+  if (reading) read();
   flush();
   arm_idle();
 }
@@ -796,17 +799,20 @@ void H2Connection::read() {
           if (clean) rt.log.trace("HTTP/2 ", peer, " closed by the peer");
           return fail(io_error(ec, peer, "reading HTTP/2 frames", rt.settings.idle_timeout));
         }
-        in_nghttp2_ = true;
-        const ssize_t used = nghttp2_session_mem_recv(session_, read_buffer_.data(), n);
-        in_nghttp2_ = false;
-        if (used < 0)
-          return fail(Error(502,
-                            "HTTP/2 protocol error on " + peer + ": " +
-                                nghttp2_strerror(static_cast<int>(used)),
-                            kModule));
-        flush();
+        receive(read_buffer_.data(), n);
         if (!closed_) read();
       });
+}
+
+void H2Connection::receive(const uint8_t* data, size_t size) {
+  in_nghttp2_ = true;
+  const ssize_t used = nghttp2_session_mem_recv(session_, data, size);
+  in_nghttp2_ = false;
+  if (used < 0)
+    return fail(Error(
+        502, "HTTP/2 protocol error on " + peer + ": " + nghttp2_strerror(static_cast<int>(used)),
+        kModule));
+  flush();
 }
 
 // Not re-entrant: from inside nghttp2's callbacks it does nothing (the read loop and the write
@@ -1002,6 +1008,34 @@ void h2_serve(Runtime& runtime, std::unique_ptr<Connection<TlsStream>> conn,
   runtime.sessions.add(h2);
   runtime.log.trace("HTTP/2 connection from ", h2->remote);
   h2->start();
+}
+
+void h2_feed_server(Runtime& runtime, std::string_view bytes) {
+  static net::ssl::context context(net::ssl::context::tls_server);
+  auto sockets = std::make_shared<std::vector<std::unique_ptr<SocketImpl>>>();
+  struct Reader {
+    static void read_all(SocketImpl* socket) {
+      socket->recv([socket](const Error& error, std::optional<Message> message) {
+        if (error.ok() && message) read_all(socket);
+      });
+    }
+  };
+  auto h2 = std::make_shared<H2Connection>(
+      runtime,
+      std::make_unique<Connection<TlsStream>>(TlsStream(net::make_strand(runtime.ioc), context)),
+      Role::server, std::string(), [sockets](std::unique_ptr<SocketImpl> socket) {
+        Reader::read_all(socket.get());
+        sockets->push_back(std::move(socket));
+      });
+  runtime.sessions.add(h2);
+  h2->start(false);
+  h2->receive(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  runtime.ioc.restart();
+  runtime.ioc.poll();
+  sockets->clear();
+  runtime.sessions.abort_all();
+  runtime.ioc.restart();
+  runtime.ioc.poll();
 }
 
 }  // namespace micro::transport_http

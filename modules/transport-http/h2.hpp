@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "connection.hpp"
@@ -32,6 +33,12 @@ std::unique_ptr<SocketImpl> h2_adopt_client(Runtime& runtime, const std::string&
 // as a server socket (any thread).
 using DeliverSocket = std::function<void(std::unique_ptr<SocketImpl>)>;
 void h2_serve(Runtime& runtime, std::unique_ptr<Connection<TlsStream>> conn, DeliverSocket deliver);
+
+// For the fuzzer (tests/fuzz/fuzz_h2_request.cpp): a server HTTP/2 connection, on a stream that
+// is never connected, is fed `bytes` as if read after the TLS handshake; every request stream it
+// yields is read to its end; then everything is closed. Runs `runtime`'s io_context (which no
+// thread may be running) until nothing is left to do.
+void h2_feed_server(Runtime& runtime, std::string_view bytes);
 
 // The client's HTTP/2 connections, one per address. Thread-safe.
 class H2ClientPool {
