@@ -509,6 +509,9 @@ void dial_http(Runtime& runtime, const std::string& address, const DialOptions& 
   // it when it speaks HTTP/2, else each dials for itself.
   Runtime* rt = &runtime;
   auto retry = [rt, address, target, options, on_dialed]() {
+    if (rt->h2_pool->closed())
+      return on_dialed(Error(499, "dial " + address + ": the transport is shutting down", kModule),
+                       nullptr);
     if (auto socket = h2_dial_pooled(*rt, address, options)) return on_dialed({}, std::move(socket));
     dial_with<TlsStream>(*rt, address, target, options, on_dialed);
   };

@@ -50,6 +50,11 @@ class H2ClientPool::Impl {
     live_.clear();
   }
 
+  bool closed() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return closed_;
+  }
+
   bool wait_for_connection(const std::string& address, H2ClientPool::Waiter waiter) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = connecting_.find(address);
@@ -959,6 +964,7 @@ std::shared_ptr<H2Connection> H2ClientPool::Impl::find(const std::string& addres
 H2ClientPool::H2ClientPool() : impl_(std::make_unique<Impl>()) {}
 H2ClientPool::~H2ClientPool() = default;
 void H2ClientPool::close() { impl_->close(); }
+bool H2ClientPool::closed() const { return impl_->closed(); }
 bool H2ClientPool::wait_for_connection(const std::string& address, Waiter waiter) {
   return impl_->wait_for_connection(address, std::move(waiter));
 }

@@ -55,8 +55,10 @@ class H2ClientPool {
   bool wait_for_connection(const std::string& address, Waiter waiter);
   // The connection attempt to `address` ended (HTTP/2 or not, ok or not): the waiters, to run.
   std::vector<Waiter> connection_settled(const std::string& address);
-  // Closes every connection (the transport is going away).
+  // Forgets every connection (the transport is going away; it closes them); dials that were
+  // waiting then fail with 499.
   void close();
+  bool closed() const;
 
  private:
   std::unique_ptr<Impl> impl_;
