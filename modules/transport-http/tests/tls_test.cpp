@@ -416,7 +416,6 @@ TEST(TransportHttpH2, ACancelledStreamDoesNotDisturbOthersOnTheConnection) {
   auto echoed = c.value.recv();
   ASSERT_TRUE(echoed.ok() && echoed.value) << echoed.error.to_string();
   EXPECT_EQ(echoed.value->body, "c1");
-  std::set<std::string> connections;
   EXPECT_EQ(echo_server.heads.snapshot().size(), 3u);
 }
 
