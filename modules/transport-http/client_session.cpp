@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "address.hpp"
+#include "h2.hpp"
 #include "session_core.hpp"
 #include "socket.hpp"
 
@@ -54,6 +55,14 @@ class ClientSession final : public SessionCore<Stream> {
         this->hard_close(error);
         return on_dialed(error, nullptr);
       }
+      if constexpr (kIsTls<Stream>) {
+        if (protocol_ == kH2) {  // the connection becomes the address's HTTP/2 connection
+          closed_ = true;
+          close_reason_ = this->closed_locally();
+          return on_dialed({}, h2_adopt_client(rt_, address_, std::move(conn_), stream_mode_,
+                                               read_timeout_));
+        }
+      }
       on_dialed({}, std::make_unique<HttpSocket>(self));
     });
   }
@@ -66,7 +75,7 @@ class ClientSession final : public SessionCore<Stream> {
   void connect_fresh(Done then) {
     if (closed_) return then(close_reason_);
     if (conn_) conn_->close();
-    conn_ = std::make_unique<typename Core::Conn>(Stream(strand_));
+    conn_ = std::make_unique<typename Core::Conn>(new_stream());
     const auto deadline = std::chrono::steady_clock::now() + connect_timeout_;
     resolving_ = true;
     resolve_timed_out_ = false;
@@ -96,10 +105,49 @@ class ClientSession final : public SessionCore<Stream> {
                 beast::error_code ignored;
                 conn_->socket().set_option(tcp::no_delay(true), ignored);
                 local_ = conn_->local_address();
-                conn_dead_ = false;
-                then({});
+                if constexpr (kIsTls<Stream>) {
+                  handshake(std::move(then));
+                } else {
+                  conn_dead_ = false;
+                  then({});
+                }
               });
         });
+  }
+
+  Stream new_stream() {
+    if constexpr (kIsTls<Stream>)
+      return Stream(strand_, *rt_.tls_client);
+    else
+      return Stream(strand_);
+  }
+
+  // TLS: verifies the server (within what is left of connect_timeout) and settles the protocol.
+  // Only the dial's first connection offers h2: a socket that runs HTTP/1.1 stays on it.
+  void handshake(Done then) {
+    const Error prepared = prepare_client(conn_->stream, rt_.settings.tls, target_.host,
+                                          offer_h2_ && rt_.settings.http2);
+    offer_h2_ = false;
+    if (!prepared.ok()) return then(Error(prepared.code(), prepared.detail(), kModule));
+    conn_->stream.async_handshake(
+        net::ssl::stream_base::client,
+        [self = this->shared_from_this(), this, then](beast::error_code ec) {
+          if (ec == beast::error::timeout) return then(timed_out("the TLS handshake"));
+          if (closed_) return then(close_reason_);
+          if (ec)
+            return then(
+                Error(503, handshake_failure(conn_->stream, ec, address_), kModule));
+          protocol_ = negotiated_protocol(conn_->stream);
+          conn_dead_ = false;
+          then({});
+        });
+  }
+
+  // A received head as a Message; over TLS it says which protocol carried it.
+  Message received_head() const {
+    Message head = reader_->head();
+    if constexpr (kIsTls<Stream>) head.header["micro-transport-protocol"] = kHttp11;
+    return head;
   }
 
   Error timed_out(const char* doing) const {
@@ -265,7 +313,7 @@ class ClientSession final : public SessionCore<Stream> {
   }
 
   void finish_response() {
-    Message response = reader_->head();
+    Message response = received_head();
     response.body = std::move(body_);
     body_.clear();
     exchange_ = Exchange::idle;
@@ -313,7 +361,7 @@ class ClientSession final : public SessionCore<Stream> {
                        !closed_ && conn_->buffer.size() == 0 && rt_.settings.pool_size > 0;
     if (!clean) return this->close_after_writes(this->closed_locally());
     closed_ = true;
-    rt_.pool.put(address_, std::move(conn_));
+    rt_.template pool_for<Stream>().put(address_, std::move(conn_));
   }
 
   bool wait_on_release() const override { return reusable_.load(); }
@@ -374,14 +422,14 @@ class ClientSession final : public SessionCore<Stream> {
             return read_body([self, this](const Error& error) {
               if (!error.ok()) return this->fail(error);
               response_done_ = true;
-              Message reply = reader_->head();
+              Message reply = received_head();
               reply.body = std::move(body_);
               completions_.recv({}, std::move(reply));
             });
           }
           reader_->unlimited_body();
           frames_.emplace(rt_.settings.limits.max_body_bytes);
-          completions_.recv({}, reader_->head());
+          completions_.recv({}, received_head());
         });
   }
 
@@ -395,6 +443,8 @@ class ClientSession final : public SessionCore<Stream> {
   bool resolving_ = false;
   bool resolve_timed_out_ = false;
   std::string local_;
+  std::string protocol_;   // TLS: what ALPN settled
+  bool offer_h2_ = true;   // TLS: the next handshake offers h2 (the dial's first only)
 
   std::optional<MessageReader<false>> reader_;
   std::string body_;
@@ -418,17 +468,12 @@ class ClientSession final : public SessionCore<Stream> {
   std::optional<FrameDecoder> frames_;
 };
 
-}  // namespace
-
-void dial_http(Runtime& runtime, const std::string& address, const DialOptions& options,
-               SocketImplCallback on_dialed) {
-  HostPort target;
-  if (!split_host_port(address, target) || target.host.empty())
-    return on_dialed(
-        Error::bad_request("dial: '" + address + "' is not host:port").with_id(kModule), nullptr);
-  using Session = ClientSession<beast::tcp_stream>;
+template <class Stream>
+void dial_with(Runtime& runtime, const std::string& address, const HostPort& target,
+               const DialOptions& options, SocketImplCallback on_dialed) {
+  using Session = ClientSession<Stream>;
   if (!options.stream) {
-    if (auto conn = runtime.pool.take(address)) {
+    if (auto conn = runtime.pool_for<Stream>().take(address)) {
       auto session =
           std::make_shared<Session>(runtime, address, target, options, conn->stream.get_executor());
       session->adopt(std::move(conn));
@@ -442,6 +487,42 @@ void dial_http(Runtime& runtime, const std::string& address, const DialOptions& 
   net::post(session->strand(), [session, on_dialed = std::move(on_dialed)]() mutable {
     session->start(std::move(on_dialed));
   });
+}
+
+}  // namespace
+
+void dial_http(Runtime& runtime, const std::string& address, const DialOptions& options,
+               SocketImplCallback on_dialed) {
+  HostPort target;
+  if (!split_host_port(address, target) || target.host.empty())
+    return on_dialed(
+        Error::bad_request("dial: '" + address + "' is not host:port").with_id(kModule), nullptr);
+  if (!runtime.tls_client)
+    return dial_with<beast::tcp_stream>(runtime, address, target, options, std::move(on_dialed));
+  // TLS: a live HTTP/2 connection to the address carries the socket, else a new connection
+  // (which becomes that HTTP/2 connection when ALPN settles h2).
+  if (!runtime.settings.http2)
+    return dial_with<TlsStream>(runtime, address, target, options, std::move(on_dialed));
+  if (auto socket = h2_dial_pooled(runtime, address, options))
+    return on_dialed({}, std::move(socket));
+  // While a first connection is being set up, later dials wait for it: once it settles they use
+  // it when it speaks HTTP/2, else each dials for itself.
+  Runtime* rt = &runtime;
+  auto retry = [rt, address, target, options, on_dialed]() {
+    if (rt->h2_pool->closed())
+      return on_dialed(Error(499, "dial " + address + ": the transport is shutting down", kModule),
+                       nullptr);
+    if (auto socket = h2_dial_pooled(*rt, address, options)) return on_dialed({}, std::move(socket));
+    dial_with<TlsStream>(*rt, address, target, options, on_dialed);
+  };
+  if (runtime.h2_pool->wait_for_connection(address, retry)) return;
+  dial_with<TlsStream>(
+      runtime, address, target, options,
+      [rt, address, on_dialed = std::move(on_dialed)](const Error& error,
+                                                       std::unique_ptr<SocketImpl> socket) {
+        on_dialed(error, std::move(socket));
+        for (auto& waiter : rt->h2_pool->connection_settled(address)) waiter();
+      });
 }
 
 }  // namespace micro::transport_http

@@ -7,6 +7,7 @@
 #include "address.hpp"
 #include "completions.hpp"
 #include "connection.hpp"
+#include "h2.hpp"
 #include "server_session.hpp"
 #include "socket.hpp"
 #include "wire.hpp"
@@ -91,11 +92,93 @@ class HttpListener::Acceptor : public std::enable_shared_from_this<Acceptor> {
       });
       return;
     }
+    if (runtime_.tls_server) {
+      start_tls(std::move(socket));
+      return accept();
+    }
     auto accepted = std::make_unique<HttpSocket>(
         make_server_session(runtime_, beast::tcp_stream(std::move(socket))));
     runtime_.log.trace("accepted ", accepted->remote_address());
     gate_.run([&] { on_accept_({}, std::move(accepted)); });
     accept();  // the next, once this one is handed over: one on_accept at a time
+  }
+
+  // Any thread: hands a server socket to on_accept on the acceptor's strand, one at a time.
+  void deliver(std::unique_ptr<SocketImpl> accepted) {
+    net::post(strand_, [self = shared_from_this(), accepted = std::move(accepted)]() mutable {
+      self->runtime_.log.trace("accepted ", accepted->remote_address());
+      self->gate_.run([&] { self->on_accept_({}, std::move(accepted)); });
+    });
+  }
+
+  // TLS: the handshake runs on the connection's own strand (a slow client holds up no other),
+  // within header_timeout. Plaintext HTTP gets a plaintext 400 that says so; a failed handshake
+  // is logged and closed. Then ALPN decides: an HTTP/2 connection hands each of its streams to
+  // on_accept as a socket, an HTTP/1.1 one is a socket.
+  void start_tls(tcp::socket socket) {
+    beast::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    const auto endpoint = socket.remote_endpoint(ec);
+    const std::string peer = ec ? std::string("an unknown peer") : to_string(endpoint);
+    auto conn = std::make_shared<Connection<TlsStream>>(
+        TlsStream(beast::tcp_stream(std::move(socket)), *runtime_.tls_server));
+    conn->tcp_layer().expires_after(runtime_.settings.header_timeout);
+    conn->tcp_layer().async_read_some(
+        conn->buffer.prepare(4096),
+        [self = shared_from_this(), conn, peer](beast::error_code ec, size_t n) {
+          if (ec) return;  // closed or timed out before saying anything
+          conn->buffer.commit(n);
+          const auto first = static_cast<const unsigned char*>(conn->buffer.data().data())[0];
+          if (first != 0x16) return self->refuse_plaintext(conn, peer);  // not a TLS handshake
+          conn->stream.async_handshake(
+              net::ssl::stream_base::server, conn->buffer.data(),
+              [self, conn, peer](beast::error_code ec, size_t used) {
+                conn->buffer.consume(used);
+                if (ec) {
+                  self->runtime_.log.warn(handshake_failure(conn->stream, ec, peer));
+                  return conn->close();
+                }
+                if (negotiated_protocol(conn->stream) == kH2) {
+                  std::weak_ptr<Acceptor> weak = self;
+                  return h2_serve(self->runtime_, std::make_unique<Connection<TlsStream>>(
+                                                      std::move(conn->stream)),
+                                  [weak](std::unique_ptr<SocketImpl> accepted) {
+                                    if (auto acceptor = weak.lock())
+                                      acceptor->deliver(std::move(accepted));
+                                  });
+                }
+                self->deliver(std::make_unique<HttpSocket>(
+                    make_server_session(self->runtime_, std::move(conn->stream))));
+              });
+        });
+  }
+
+  void refuse_plaintext(const std::shared_ptr<Connection<TlsStream>>& conn,
+                        const std::string& peer) {
+    const Error error(400,
+                      "plaintext HTTP sent to the TLS port " + conn->local_address() +
+                          ": dial it with TLS (transport option tls = true)",
+                      kModule);
+    runtime_.log.warn("refused plaintext HTTP from ", peer, " on a TLS port");
+    auto reply = std::make_shared<http::response<http::string_body>>(error_response(error, 11));
+    conn->tcp_layer().expires_after(runtime_.settings.write_timeout);
+    http::async_write(conn->tcp_layer(), *reply,
+                      [conn, reply, linger = runtime_.settings.linger](beast::error_code ec, size_t) {
+                        if (ec) return conn->close();
+                        conn->shutdown_send();
+                        drain(conn, linger);
+                      });
+  }
+
+  // Reads and drops what the client still sends, so the reply is not lost to a reset; then closes.
+  static void drain(const std::shared_ptr<Connection<TlsStream>>& conn, Millis linger) {
+    conn->buffer.consume(conn->buffer.size());
+    conn->tcp_layer().expires_after(linger);
+    conn->tcp_layer().async_read_some(conn->buffer.prepare(16 * 1024),
+                                      [conn, linger](beast::error_code ec, size_t) {
+                                        if (ec) return conn->close();
+                                        drain(conn, linger);
+                                      });
   }
 
   Runtime& runtime_;

@@ -20,14 +20,22 @@
 #include "micro/transport.hpp"
 #include "pool.hpp"
 #include "settings.hpp"
+#include "tls.hpp"
 
 namespace micro::transport_http {
 
+// What the transport closes when it goes away: sessions, and HTTP/2 connections.
+class Abortable {
+ public:
+  virtual ~Abortable() = default;
+  // The transport is going away: close now.
+  virtual void abort() = 0;
+};
+
 // A connection's socket-facing side, as the SocketImpl facade (socket.hpp) and the transport see
 // it. Public methods may be called from any thread.
-class SessionBase {
+class SessionBase : public Abortable {
  public:
-  virtual ~SessionBase() = default;
   virtual void send(Message message, Done done) = 0;
   virtual void recv(MessageCallback on_message) = 0;
   virtual void close_send(Done done) = 0;
@@ -36,8 +44,6 @@ class SessionBase {
   // The facade is being destroyed: like close, then waits for callbacks running elsewhere; the
   // connection is closed, or given to the pool when it is clean.
   virtual void release() = 0;
-  // The transport is going away: close now.
-  virtual void abort() = 0;
   // Fixed once the socket is handed out.
   virtual std::string local_address() const = 0;
   virtual std::string remote_address() const = 0;
@@ -46,16 +52,16 @@ class SessionBase {
 // Live sessions, so the transport can close them all before its threads stop.
 class SessionRegistry {
  public:
-  void add(const std::shared_ptr<SessionBase>& session) {
+  void add(const std::shared_ptr<Abortable>& session) {
     std::lock_guard<std::mutex> lock(mutex_);
     sessions_[session.get()] = session;
   }
-  void remove(SessionBase* session) {
+  void remove(Abortable* session) {
     std::lock_guard<std::mutex> lock(mutex_);
     sessions_.erase(session);
   }
   void abort_all() {
-    std::vector<std::shared_ptr<SessionBase>> live;
+    std::vector<std::shared_ptr<Abortable>> live;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       for (auto& [raw, weak] : sessions_)
@@ -66,12 +72,14 @@ class SessionRegistry {
 
  private:
   std::mutex mutex_;
-  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
+  std::unordered_map<Abortable*, std::weak_ptr<Abortable>> sessions_;
 };
 
+class H2ClientPool;
+
 struct Runtime {
-  Runtime(const Settings& s, const Logger& logger)
-      : ioc(s.threads), settings(s), log(logger), pool(ioc, s.pool_size, s.pool_idle) {}
+  Runtime(const Settings& s, const Logger& logger);
+  ~Runtime();
 
   // True on one of this transport's threads (where waiting for a strand could deadlock).
   bool on_transport_thread() noexcept { return ioc.get_executor().running_in_this_thread(); }
@@ -81,6 +89,21 @@ struct Runtime {
   const Logger log;
   SessionRegistry sessions;
   ConnectionPool<beast::tcp_stream> pool;
+  // TLS: the contexts (null when not configured), HTTP/1.1 connections, HTTP/2 connections.
+  std::unique_ptr<net::ssl::context> tls_client;
+  std::unique_ptr<net::ssl::context> tls_server;
+  ConnectionPool<TlsStream> tls_pool;
+  std::unique_ptr<H2ClientPool> h2_pool;
+
+  template <class Stream>
+  ConnectionPool<Stream>& pool_for() {
+    if constexpr (kIsTls<Stream>)
+      return tls_pool;
+    else
+      return pool;
+  }
+  // Closes every pooled connection (the transport is going away).
+  void close_pools();
 };
 
 }  // namespace micro::transport_http

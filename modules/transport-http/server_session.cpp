@@ -119,7 +119,7 @@ class ServerSession final : public SessionCore<Stream> {
       streaming_ = true;
       reply_ = Reply::none;
       ++unanswered_;
-      return completions_.recv({}, reader_->head());
+      return completions_.recv({}, received_head());
     }
     streaming_ = false;
     reading_ = Reading::unary_body;
@@ -151,12 +151,19 @@ class ServerSession final : public SessionCore<Stream> {
   }
 
   void finish_unary() {
-    Message request = reader_->head();
+    Message request = received_head();
     request.body = std::move(body_);
     body_.clear();
     reading_ = Reading::between_requests;
     ++unanswered_;
     completions_.recv({}, std::move(request));
+  }
+
+  // A received head as a Message; over TLS it says which protocol carried it.
+  Message received_head() const {
+    Message head = reader_->head();
+    if constexpr (kIsTls<Stream>) head.header["micro-transport-protocol"] = kHttp11;
+    return head;
   }
 
   // Answers a request the transport refuses (400, 408, 413, 431), then closes: the pending recv
@@ -309,14 +316,19 @@ class ServerSession final : public SessionCore<Stream> {
 
 }  // namespace
 
-std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, beast::tcp_stream stream) {
+template <class Stream>
+std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, Stream stream) {
   beast::error_code ec;
-  stream.socket().set_option(tcp::no_delay(true), ec);
-  const auto remote = stream.socket().remote_endpoint(ec);
-  auto session = std::make_shared<ServerSession<beast::tcp_stream>>(
+  auto& socket = beast::get_lowest_layer(stream).socket();
+  socket.set_option(tcp::no_delay(true), ec);
+  const auto remote = socket.remote_endpoint(ec);
+  auto session = std::make_shared<ServerSession<Stream>>(
       runtime, std::move(stream), ec ? std::string("an unknown peer") : to_string(remote));
   runtime.sessions.add(session);
   return session;
 }
+
+template std::shared_ptr<SessionBase> make_server_session(Runtime&, beast::tcp_stream);
+template std::shared_ptr<SessionBase> make_server_session(Runtime&, TlsStream);
 
 }  // namespace micro::transport_http

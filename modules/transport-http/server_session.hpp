@@ -10,7 +10,9 @@
 
 namespace micro::transport_http {
 
-// Starts serving an accepted connection; the session registers itself with the runtime.
-std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, beast::tcp_stream stream);
+// Starts serving an accepted connection (TCP, or TLS after its handshake); the session registers
+// itself with the runtime.
+template <class Stream>
+std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, Stream stream);
 
 }  // namespace micro::transport_http

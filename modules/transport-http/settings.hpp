@@ -18,6 +18,18 @@ struct Limits {
   uint64_t max_body_bytes = 4u << 20;  // a unary body, or one stream frame
 };
 
+// TLS (docs: README.md "TLS"). A client with `enabled` dials TLS; a server with cert and key
+// listens TLS only.
+struct TlsSettings {
+  std::string cert;          // PEM certificate chain (server)
+  std::string key;           // PEM private key (server)
+  std::string ca;            // PEM CAs the client trusts; empty: the system's
+  std::string server_name;   // name the client verifies and sends as SNI; empty: the dialed host
+  bool insecure_skip_verify = false;  // tests only: no certificate or name check
+  bool client = false;       // tls_client = true (or any client-side tls_* option)
+  bool server() const { return !cert.empty(); }
+};
+
 struct Settings {
   int threads = 2;
   Millis connect_timeout{5000};  // resolve + TCP connect
@@ -29,6 +41,8 @@ struct Settings {
   Limits limits;
   size_t pool_size = 64;    // idle client connections kept per address; 0 disables pooling
   Millis pool_idle{30000};  // an idle pooled connection older than this is closed
+  TlsSettings tls;
+  bool http2 = true;  // offer h2 through ALPN (TLS only)
 
   static std::vector<OptionSpec> option_specs();
   // Reads the options; throws micro::Exception (400) naming a bad one.

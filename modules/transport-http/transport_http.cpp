@@ -4,12 +4,14 @@
 #include <vector>
 
 #include "client_session.hpp"
+#include "h2.hpp"
 #include "listener.hpp"
 #include "micro/transport.hpp"
 #include "runtime.hpp"
 #include "settings.hpp"
 
 namespace micro::transport_http {
+
 namespace {
 
 class HttpTransport final : public TransportPlugin {
@@ -25,7 +27,7 @@ class HttpTransport final : public TransportPlugin {
   // Every socket and listener is gone (the contract); pooled and half-finished connections are
   // closed here, then the threads finish what is left and stop. Not from a transport thread.
   ~HttpTransport() override {
-    runtime_->pool.close();
+    runtime_->close_pools();
     runtime_->sessions.abort_all();
     work_.reset();
     for (auto& thread : threads_) thread.join();
@@ -63,7 +65,7 @@ class HttpTransport final : public TransportPlugin {
 }  // namespace
 }  // namespace micro::transport_http
 
-MICRO_MODULE("transport-http", "1.0.0", "HTTP/1.1 transport over Boost.Beast",
+MICRO_MODULE("transport-http", "1.0.0", "HTTP/1.1 and HTTP/2 transport (Boost.Beast, nghttp2), plaintext or TLS",
              micro::plugin<micro::transport_http::HttpTransport>(
                  "transport-http",
-                 "HTTP/1.1 transport (Boost.Beast): unary calls, streams, pooling"));
+                 "HTTP/1.1 and HTTP/2 over TLS (Boost.Beast, OpenSSL, nghttp2): unary calls, streams, pooling"));

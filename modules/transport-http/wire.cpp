@@ -154,26 +154,20 @@ const std::string* find_header(const Message& message, std::string_view lower_na
   return nullptr;
 }
 
-void fill_request_head(const Message& message, std::string_view host,
-                       http::request_header<>& head) {
+void request_line(const Message& message, std::string& m, std::string& p) {
   const std::string* method = pseudo(message, ":method");
   const std::string* path = pseudo(message, ":path");
-  const std::string m = method != nullptr ? *method : "POST";
-  const std::string p = path != nullptr ? *path : "/";
+  m = method != nullptr ? *method : "POST";
+  p = path != nullptr ? *path : "/";
   if (!is_token(m))
     throw Exception(Error::bad_request(":method '" + m + "' is not an HTTP method"));
   if (!is_target(p))
     throw Exception(Error::bad_request(":path '" + p +
                                        "' is not a request target (no spaces or "
                                        "control characters)"));
-  head.version(11);
-  head.method_string(m);
-  head.target(p);
-  head.set(http::field::host, host);
-  copy_headers(message, head);
 }
 
-void fill_response_head(const Message& message, http::response_header<>& head) {
+unsigned response_status(const Message& message) {
   unsigned status = 200;
   if (const std::string* s = pseudo(message, ":status")) {
     char* end = nullptr;
@@ -183,6 +177,38 @@ void fill_response_head(const Message& message, http::response_header<>& head) {
           Error::bad_request(":status '" + *s + "' is not a final HTTP status (200..599)"));
     status = static_cast<unsigned>(v);
   }
+  return status;
+}
+
+HeaderList h2_fields(const Message& message) {
+  HeaderList out;
+  out.reserve(message.header.size());
+  for (const auto& [name, value] : message.header) {
+    if (!name.empty() && name[0] == ':') continue;
+    if (is_framing_header(name) || iequals(name, "proxy-connection")) continue;
+    if (!is_token(name))
+      throw Exception(Error::bad_request("header name '" + name + "' is not an HTTP token"));
+    if (!is_field_value(value))
+      throw Exception(Error::bad_request("header '" + name +
+                                         "' has a control character (CR, LF or NUL) in its value"));
+    out.emplace_back(lower(name), value);
+  }
+  return out;
+}
+
+void fill_request_head(const Message& message, std::string_view host,
+                       http::request_header<>& head) {
+  std::string m, p;
+  request_line(message, m, p);
+  head.version(11);
+  head.method_string(m);
+  head.target(p);
+  head.set(http::field::host, host);
+  copy_headers(message, head);
+}
+
+void fill_response_head(const Message& message, http::response_header<>& head) {
+  const unsigned status = response_status(message);
   head.version(11);
   head.result(status);
   copy_headers(message, head);

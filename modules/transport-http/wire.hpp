@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "micro/types.hpp"
 
@@ -34,6 +36,14 @@ bool is_stream_request(const http::request_header<>& head);
 // that is not an HTTP token, a value with CR, LF or NUL.
 void fill_request_head(const Message& message, std::string_view host, http::request_header<>& head);
 void fill_response_head(const Message& message, http::response_header<>& head);
+
+// HTTP/2 (h2.cpp): the request line and status of a Message, checked as fill_*_head checks them,
+// and its other headers with lower-case names, framing and connection headers skipped. Throw
+// micro::Exception (400) for what cannot be sent.
+void request_line(const Message& message, std::string& method, std::string& path);
+unsigned response_status(const Message& message);
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+HeaderList h2_fields(const Message& message);
 
 // Header names are matched without regard to case (senders may use any).
 const std::string* find_header(const Message& message, std::string_view lower_name);

@@ -1,0 +1,1047 @@
+// HTTP/2 on libnghttp2: nghttp2 does the framing, HPACK, flow control and stream states; this
+// file moves bytes between it and the TLS stream (one read loop, one write at a time, on the
+// connection's strand) and maps its streams onto sockets, as docs/rpc-wire.md says.
+#include "h2.hpp"
+
+#include <nghttp2/nghttp2.h>
+
+#include <atomic>
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "completions.hpp"
+#include "errors.hpp"
+#include "frame.hpp"
+#include "socket.hpp"
+#include "wire.hpp"
+
+namespace micro::transport_http {
+
+namespace {
+class H2Connection;
+}  // namespace
+
+// ---- the client's pool of HTTP/2 connections
+
+class H2ClientPool::Impl {
+ public:
+  // A usable connection to `address`, or null.
+  std::shared_ptr<H2Connection> find(const std::string& address);
+  void put(const std::string& address, const std::shared_ptr<H2Connection>& conn) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!closed_) live_[address] = conn;  // a newer one replaces an older (which serves its own)
+  }
+  void remove(const std::string& address, const H2Connection* conn) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(address);
+    if (it == live_.end()) return;
+    auto current = it->second.lock();
+    if (!current || current.get() == conn) live_.erase(it);
+  }
+  void close() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    live_.clear();
+  }
+
+  bool closed() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return closed_;
+  }
+
+  bool wait_for_connection(const std::string& address, H2ClientPool::Waiter waiter) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = connecting_.find(address);
+    if (it == connecting_.end()) {
+      connecting_[address];
+      return false;
+    }
+    it->second.push_back(std::move(waiter));
+    return true;
+  }
+  std::vector<H2ClientPool::Waiter> connection_settled(const std::string& address) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = connecting_.find(address);
+    if (it == connecting_.end()) return {};
+    auto waiters = std::move(it->second);
+    connecting_.erase(it);
+    return waiters;
+  }
+
+ private:
+  std::map<std::string, std::vector<H2ClientPool::Waiter>> connecting_;
+  std::mutex mutex_;
+  std::map<std::string, std::weak_ptr<H2Connection>> live_;
+  bool closed_ = false;
+};
+
+namespace {
+
+// Generous windows, so a stream is not held back by flow control on a fast link.
+constexpr int32_t kStreamWindow = 4 << 20;
+constexpr int32_t kConnectionWindow = 16 << 20;
+constexpr uint32_t kMaxConcurrentStreams = 1024;
+constexpr size_t kOutboxLimit = 256 * 1024;  // a stream send completes at once below this
+constexpr size_t kWriteBatch = 64 * 1024;    // nghttp2 output gathered into one write
+
+enum class Role { client, server };
+
+class H2Socket;
+
+// One TLS connection speaking HTTP/2, and its nghttp2 session. Everything but abort() and
+// usable() runs on the connection's strand. Kept alive by its read loop until it closes.
+class H2Connection final : public Abortable, public std::enable_shared_from_this<H2Connection> {
+ public:
+  H2Connection(Runtime& rt, std::unique_ptr<Connection<TlsStream>> conn, Role role,
+               std::string address, DeliverSocket deliver)
+      : rt(rt),
+        role(role),
+        address(std::move(address)),
+        conn_(std::move(conn)),
+        local(conn_->local_address()),
+        remote(conn_->remote_address()),
+        peer((role == Role::client ? "connection to " : "connection from ") +
+             (role == Role::client ? this->address : remote)),
+        strand(conn_->stream.get_executor()),
+        deliver_(std::move(deliver)),
+        idle_timer_(strand) {}
+
+  ~H2Connection() override {
+    rt.sessions.remove(this);
+    if (session_ != nullptr) nghttp2_session_del(session_);
+  }
+
+  // Sends SETTINGS and, when `reading`, starts the read loop.
+  void start(bool reading = true);
+  // Bytes read from the peer, for nghttp2; then flushes what it has to say.
+  void receive(const uint8_t* data, size_t size);
+  void abort() override {
+    net::post(strand, [self = shared_from_this()] {
+      self->fail(Error(499, self->peer + " closed: the transport is shutting down", kModule));
+    });
+  }
+  // Any thread: whether a new dial may use it.
+  bool usable() const noexcept { return usable_.load(); }
+
+  // On the strand.
+  nghttp2_session* session() const noexcept { return session_; }
+  bool closed() const noexcept { return closed_; }
+  const Error& close_reason() const noexcept { return close_reason_; }
+  void attach(int32_t id, std::shared_ptr<H2Socket> socket) {
+    streams_[id] = std::move(socket);
+    idle_timer_.cancel();
+  }
+  void deliver(std::unique_ptr<SocketImpl> socket) { deliver_(std::move(socket)); }
+  void flush();
+  void fail(const Error& error);
+
+  Runtime& rt;
+  const Role role;
+  const std::string address;  // client: the dialed address
+
+ private:
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
+                       void* self);
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data,
+                           size_t len, void* self);
+  static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
+
+  H2Socket* find(int32_t id) {
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : it->second.get();
+  }
+  void read();
+  void arm_idle();
+  void stop_pooling();
+
+  std::unique_ptr<Connection<TlsStream>> conn_;
+
+ public:
+  const std::string local;
+  const std::string remote;
+  const std::string peer;  // for errors: "connection to X" / "connection from X"
+  const net::any_io_executor strand;
+
+ private:
+  DeliverSocket deliver_;
+  net::steady_timer idle_timer_;
+  nghttp2_session* session_ = nullptr;
+  std::map<int32_t, std::shared_ptr<H2Socket>> streams_;  // streams open on the wire
+  std::array<uint8_t, 64 * 1024> read_buffer_{};
+  std::string write_buffer_;
+  bool writing_ = false;
+  bool in_nghttp2_ = false;  // inside nghttp2_session_mem_recv/mem_send (and so its callbacks)
+  bool closed_ = false;
+  Error close_reason_;
+  std::atomic<bool> usable_{true};
+};
+
+// A socket over HTTP/2. Server: one request stream. Client: each unary exchange on a stream of
+// its own, or (dialed with stream = true) one bidi stream. Facade calls post to the connection's
+// strand; the rest runs there.
+class H2Socket final : public SessionBase, public std::enable_shared_from_this<H2Socket> {
+ public:
+  H2Socket(std::shared_ptr<H2Connection> conn, Role role, bool stream_mode, Millis read_timeout)
+      : conn_(std::move(conn)),
+        role_(role),
+        stream_mode_(stream_mode),
+        read_timeout_(read_timeout),
+        timer_(conn_->strand) {}
+  ~H2Socket() override { conn_->rt.sessions.remove(this); }
+
+  // ---- the facade (any thread)
+  void send(Message message, Done done) override {
+    if (refused(completions_.arm_send(done), "send", done)) return;
+    net::post(conn_->strand, [self = shared_from_this(), m = std::move(message)]() mutable {
+      self->on_send(std::move(m));
+    });
+  }
+  void recv(MessageCallback on_message) override {
+    const auto armed = completions_.arm_recv(on_message);
+    if (armed != Completions::Arm::ok) return on_message(arm_error(armed, "recv"), std::nullopt);
+    net::post(conn_->strand, [self = shared_from_this()] {
+      self->recv_wanted_ = true;
+      self->pump();
+    });
+  }
+  void close_send(Done done) override {
+    if (refused(completions_.arm_close_send(done), "close_send", done)) return;
+    net::post(conn_->strand, [self = shared_from_this()] { self->on_close_send(); });
+  }
+  void close() override {
+    completions_.cancel_all(closed_locally());
+    net::post(conn_->strand, [self = shared_from_this()] { self->cancel(self->closed_locally()); });
+  }
+  void release() override {
+    completions_.shut_down(Error(499, where() + " closed: the socket was destroyed", kModule));
+    net::post(conn_->strand, [self = shared_from_this()] { self->on_released(); });
+  }
+  void abort() override {
+    net::post(conn_->strand, [self = shared_from_this()] {
+      self->cancel(Error(499, self->where() + " closed: the transport is shutting down", kModule));
+    });
+  }
+  std::string local_address() const override { return conn_->local; }
+  std::string remote_address() const override {
+    return role_ == Role::client ? conn_->address : conn_->remote;
+  }
+
+  // ---- from the connection, on the strand; `id` says which stream the event is about
+  void begin_server_stream(int32_t id) { stream_id_ = id; }
+  void on_header(int32_t id, std::string_view name, std::string_view value) {
+    if (id != stream_id_) return;
+    header_bytes_ += name.size() + value.size() + 32;  // HTTP/2's accounting of a header list
+    if (header_bytes_ > conn_->rt.settings.limits.max_header_bytes) {
+      head_too_big_ = true;
+      return;
+    }
+    if (!name.empty() && name[0] == ':') {
+      if (name == ":authority") return add_header("host", value);
+      if (name != ":method" && name != ":path" && name != ":status") return;
+    }
+    add_header(std::string(name), value);
+  }
+  void on_headers_done(int32_t id) {
+    if (id != stream_id_ || head_done_) return;  // trailers: nothing in them for us
+    if (role_ == Role::client) {
+      auto status = head_.header.find(":status");
+      if (status != head_.header.end() && !status->second.empty() && status->second[0] == '1') {
+        head_ = Message{};  // an interim response (100 Continue): the real one follows
+        header_bytes_ = 0;
+        return;
+      }
+    }
+    head_done_ = true;
+    if (head_too_big_) {
+      const Error error =
+          http_error(431, "the head from " + conn_->peer + " exceeds max_header_bytes");
+      if (role_ == Role::server) return reject(error);
+      error_ = error;
+      cancel_stream();
+      return pump();
+    }
+    head_.header["micro-transport-protocol"] = kH2;
+    auto marked = head_.header.find("micro-stream");
+    stream_in_ = marked != head_.header.end() && marked->second == "1";
+    if (stream_in_) frames_.emplace(conn_->rt.settings.limits.max_body_bytes);
+    if (role_ == Role::server) {
+      conn_->rt.sessions.add(shared_from_this());
+      conn_->deliver(std::make_unique<HttpSocket>(shared_from_this()));
+      return;
+    }
+    pump();
+  }
+  void on_data(int32_t id, const uint8_t* data, size_t size) {
+    if (id != stream_id_ || discard_in_) return;
+    if (stream_in_) {
+      frames_->bytes().append(reinterpret_cast<const char*>(data), size);
+    } else {
+      if (body_.size() + size > conn_->rt.settings.limits.max_body_bytes) {
+        discard_in_ = true;
+        const Error error = http_error(
+            413, "the body from " + conn_->peer + " exceeds max_body_bytes (" +
+                     std::to_string(conn_->rt.settings.limits.max_body_bytes) + ")");
+        if (role_ == Role::server && head_delivered_ == false) return reject(error);
+        error_ = error;
+        cancel_stream();
+        return pump();
+      }
+      body_.append(reinterpret_cast<const char*>(data), size);
+    }
+    pump();
+  }
+  void on_end_stream(int32_t id) {
+    if (id != stream_id_) return;
+    in_ended_ = true;
+    pump();
+  }
+  void on_stream_closed(int32_t id, uint32_t code) {
+    if (id != stream_id_) return;
+    stream_closed_ = true;
+    if (!in_ended_ && !error_) {
+      error_ = code == NGHTTP2_CANCEL
+                   ? Error(499, "the stream on " + conn_->peer + " was cancelled by the peer",
+                           kModule)
+                   : Error(503,
+                           "the stream on " + conn_->peer + " was reset by the peer (" +
+                               nghttp2_http2_strerror(code) + ")",
+                           kModule);
+    }
+    if (send_parked_) {
+      send_parked_ = false;
+      completions_.send(error_ ? *error_ : Error{});
+    }
+    pump();
+  }
+  void on_connection_failed(const Error& error) {
+    stream_closed_ = true;
+    if (!error_) error_ = error;
+    if (send_parked_) {
+      send_parked_ = false;
+      completions_.send(*error_);
+    }
+    pump();
+  }
+
+  // nghttp2 asks for the next DATA bytes of this socket's stream.
+  ssize_t read_out(uint8_t* buf, size_t length, uint32_t* flags) {
+    const size_t n = std::min(length, out_.size() - out_pos_);
+    if (n > 0) std::memcpy(buf, out_.data() + out_pos_, n);
+    out_pos_ += n;
+    if (out_pos_ == out_.size()) {
+      out_.clear();
+      out_pos_ = 0;
+    } else if (out_pos_ > kOutboxLimit && out_pos_ * 2 > out_.size()) {
+      out_.erase(0, out_pos_);
+      out_pos_ = 0;
+    }
+    if (send_parked_ && pending_out() < kOutboxLimit) {
+      send_parked_ = false;
+      completions_.send({});
+    }
+    if (pending_out() == 0 && out_eof_) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      out_done_ = true;
+      return static_cast<ssize_t>(n);
+    }
+    if (n == 0) {
+      deferred_ = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+ private:
+  static ssize_t read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                               uint32_t* flags, nghttp2_data_source* source, void*) {
+    return static_cast<H2Socket*>(source->ptr)->read_out(buf, length, flags);
+  }
+
+  std::string where() const { return "HTTP/2 stream on " + conn_->peer; }
+  Error closed_locally() const {
+    return Error(499, "the socket for " + conn_->peer + " was closed", kModule);
+  }
+  Error arm_error(Completions::Arm armed, const char* op) const {
+    if (armed == Completions::Arm::closed) return closed_locally();
+    return Error::conflict(std::string("a ") + op + " is already pending on the socket for " +
+                           conn_->peer)
+        .with_id(kModule);
+  }
+  bool refused(Completions::Arm armed, const char* op, Done& done) const {
+    if (armed == Completions::Arm::ok) return false;
+    done(arm_error(armed, op));
+    return true;
+  }
+
+  void add_header(std::string name, std::string_view value) {
+    auto [it, inserted] = head_.header.try_emplace(std::move(name), std::string(value));
+    if (!inserted && !value.empty()) {
+      if (!it->second.empty()) it->second += ", ";
+      it->second.append(value.data(), value.size());
+    }
+  }
+
+  size_t pending_out() const noexcept { return out_.size() - out_pos_; }
+
+  // Why a send cannot go out now; ok when it can.
+  Error send_refusal() const {
+    if (conn_->closed()) return conn_->close_reason();
+    if (error_ && stream_id_ != 0) return *error_;
+    if (send_closed_)
+      return Error::bad_request("send after close_send on " + conn_->peer).with_id(kModule);
+    return {};
+  }
+
+  // ---- sending
+  void on_send(Message message) {
+    if (const Error refusal = send_refusal(); !refusal.ok()) return completions_.send(refusal);
+    if (role_ == Role::client) return client_send(std::move(message));
+    server_send(std::move(message));
+  }
+
+  void client_send(Message message) {
+    if (stream_mode_ && stream_id_ != 0) return queue_frame(message);
+    if (!stream_mode_ && exchange_active_)
+      return completions_.send(Error::conflict("send: the response to the previous request on " +
+                                               conn_->peer + " has not been received")
+                                   .with_id(kModule));
+    HeaderList headers;
+    const Error invalid = detail::guarded([&] {
+      std::string method, path;
+      request_line(message, method, path);
+      headers = h2_fields(message);
+      headers.insert(headers.begin(), {{":method", method},
+                                       {":scheme", "https"},
+                                       {":authority", conn_->address},
+                                       {":path", path}});
+    });
+    if (!invalid.ok())
+      return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+    reset_exchange();
+    const bool has_body = stream_mode_ || !message.body.empty();
+    if (stream_mode_) {
+      mark_stream(headers);
+    } else {
+      headers.emplace_back("content-length", std::to_string(message.body.size()));
+      out_ = std::move(message.body);
+      out_eof_ = true;
+    }
+    out_done_ = !has_body;
+    const auto nv = to_nv(headers);
+    nghttp2_data_provider provider{};
+    provider.source.ptr = this;
+    provider.read_callback = read_callback;
+    const int32_t id = nghttp2_submit_request(conn_->session(), nullptr, nv.data(), nv.size(),
+                                              has_body ? &provider : nullptr, nullptr);
+    if (id < 0)
+      return completions_.send(Error(
+          503, "cannot start an HTTP/2 stream on " + conn_->peer + ": " + nghttp2_strerror(id),
+          kModule));
+    stream_id_ = id;
+    exchange_active_ = true;
+    conn_->attach(id, shared_from_this());
+    if (stream_mode_ && !message.body.empty()) return queue_frame(message);
+    conn_->flush();
+    completions_.send({});
+  }
+
+  void server_send(Message message) {
+    if (response_started_ && stream_in_) return queue_frame(message);
+    if (response_started_ || !head_delivered_)
+      return completions_.send(
+          Error::bad_request("send: no request to answer on " + where()).with_id(kModule));
+    HeaderList headers;
+    unsigned status = 200;
+    const Error invalid = detail::guarded([&] {
+      status = response_status(message);
+      headers = h2_fields(message);
+    });
+    if (!invalid.ok())
+      return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+    headers.insert(headers.begin(), {":status", std::to_string(status)});
+    if (stream_in_) {
+      mark_stream(headers);
+      submit_response(headers, true);
+      if (!message.body.empty()) return queue_frame(message);
+      conn_->flush();
+      return completions_.send({});
+    }
+    const bool has_body = status != 204 && status != 304;
+    if (has_body) headers.emplace_back("content-length", std::to_string(message.body.size()));
+    if (has_body && head_.header[":method"] != "HEAD") out_ = std::move(message.body);
+    out_eof_ = true;
+    submit_response(headers, has_body && !out_.empty());
+    conn_->flush();
+    completions_.send({});
+  }
+
+  void submit_response(const HeaderList& headers, bool with_data) {
+    response_started_ = true;
+    out_done_ = !with_data;
+    const auto nv = to_nv(headers);
+    nghttp2_data_provider provider{};
+    provider.source.ptr = this;
+    provider.read_callback = read_callback;
+    const int rv = nghttp2_submit_response(conn_->session(), stream_id_, nv.data(), nv.size(),
+                                           with_data ? &provider : nullptr);
+    if (rv != 0) conn_->rt.log.debug("HTTP/2 response on ", where(), ": ", nghttp2_strerror(rv));
+  }
+
+  // A stream frame joins the outbox (docs/rpc-wire.md: flags, length, payload), as on HTTP/1.1.
+  void queue_frame(const Message& message) {
+    const std::string* error = find_header(message, "micro-error");
+    const FrameKind kind = error != nullptr ? FrameKind::error : FrameKind::message;
+    const std::string& payload = error != nullptr ? *error : message.body;
+    if (payload.size() > UINT32_MAX)
+      return completions_.send(Error(413, "a stream frame cannot exceed 4 GiB", kModule));
+    const auto header = frame_header(kind, static_cast<uint32_t>(payload.size()));
+    out_.append(header.data(), header.size());
+    out_.append(payload);
+    resume_out();
+    if (pending_out() < kOutboxLimit) return completions_.send({});
+    send_parked_ = true;
+  }
+
+  void resume_out() {
+    if (deferred_ && stream_id_ != 0 && !stream_closed_) {
+      deferred_ = false;
+      nghttp2_session_resume_data(conn_->session(), stream_id_);
+    }
+    conn_->flush();
+  }
+
+  void on_close_send() {
+    if (conn_->closed()) return completions_.close_send(conn_->close_reason());
+    if (!stream_mode_ && role_ == Role::client) {  // a unary socket: no more requests
+      send_closed_ = true;
+      return completions_.close_send({});
+    }
+    if (send_closed_) return completions_.close_send({});
+    send_closed_ = true;
+    if (role_ == Role::server && stream_in_ && !response_started_ && head_delivered_) {
+      out_eof_ = true;  // no head yet: an empty 200 stream
+      submit_response({{":status", "200"}, {"micro-stream", "1"}}, true);
+    } else if (role_ == Role::client && stream_id_ == 0) {
+      // Never opened: open it and end it at once.
+      out_eof_ = true;
+      send_closed_ = false;
+      Message open;
+      return client_send_then_close(std::move(open));
+    }
+    out_eof_ = true;
+    resume_out();
+    completions_.close_send(error_ && stream_closed_ ? *error_ : Error{});
+  }
+
+  void client_send_then_close(Message open) {
+    // Like a first send, without completing a send.
+    HeaderList headers;
+    std::string method, path;
+    const Error invalid = detail::guarded([&] { request_line(open, method, path); });
+    if (!invalid.ok()) return completions_.close_send(invalid);
+    headers = {{":method", method},
+               {":scheme", "https"},
+               {":authority", conn_->address},
+               {":path", path},
+               {"micro-stream", "1"}};
+    reset_exchange();
+    out_eof_ = true;
+    const auto nv = to_nv(headers);
+    const int32_t id = nghttp2_submit_request(conn_->session(), nullptr, nv.data(), nv.size(),
+                                              nullptr, nullptr);
+    send_closed_ = true;
+    if (id < 0)
+      return completions_.close_send(Error(
+          503, "cannot start an HTTP/2 stream on " + conn_->peer + ": " + nghttp2_strerror(id),
+          kModule));
+    stream_id_ = id;
+    exchange_active_ = true;
+    conn_->attach(id, shared_from_this());
+    conn_->flush();
+    completions_.close_send({});
+  }
+
+  // Sets micro-stream: 1, replacing the sender's own (any case) so it is not sent twice.
+  static void mark_stream(HeaderList& headers) {
+    headers.erase(std::remove_if(headers.begin(), headers.end(),
+                                 [](const auto& h) { return h.first == "micro-stream"; }),
+                  headers.end());
+    headers.emplace_back("micro-stream", "1");
+  }
+
+  static std::vector<nghttp2_nv> to_nv(const HeaderList& headers) {
+    std::vector<nghttp2_nv> nv;
+    nv.reserve(headers.size());
+    for (const auto& [name, value] : headers)
+      nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
+                    value.size(), NGHTTP2_NV_FLAG_NONE});
+    return nv;
+  }
+
+  // A request the transport refuses (431, 413): answered with the error, as on HTTP/1.1.
+  void reject(const Error& error) {
+    discard_in_ = true;
+    error_ = error;
+    if (!response_started_) {
+      const std::string json = error_json(error);
+      out_ = json;
+      out_eof_ = true;
+      submit_response({{":status", std::to_string(error.code())},
+                       {"micro-error", json},
+                       {"content-type", "application/json"},
+                       {"content-length", std::to_string(json.size())}},
+                      true);
+      conn_->flush();
+    }
+    pump();
+  }
+
+  // ---- receiving: hands the pending recv what has arrived, or waits (bounded in time)
+  void pump() {
+    if (!recv_wanted_) return;
+    if (error_) return finish_recv(*error_, std::nullopt);
+    if (role_ == Role::client && stream_id_ == 0) {
+      if (stream_mode_) return;  // the first send opens the stream; the recv waits for it
+      return finish_recv(Error::bad_request("recv: no request is waiting for its response on " +
+                                            conn_->peer)
+                             .with_id(kModule),
+                         std::nullopt);
+    }
+    if (!head_delivered_) {
+      if (!head_done_) return wait(read_timeout_, "waiting for the response");
+      if (stream_in_) {
+        head_delivered_ = true;
+        return finish_recv({}, head_);
+      }
+      if (!in_ended_)
+        return wait(read_timeout_, role_ == Role::client ? "reading the response body"
+                                                         : "reading the request body");
+      head_delivered_ = true;
+      Message whole = std::move(head_);
+      whole.body = std::move(body_);
+      if (role_ == Role::client && !stream_mode_) end_exchange();
+      return finish_recv({}, std::move(whole));
+    }
+    if (stream_in_) {
+      Error bad;
+      if (auto frame = frames_->next(bad)) {
+        if (frame->kind == FrameKind::error)
+          return finish_recv(parse_error_json(frame->payload, 500), std::nullopt);
+        return finish_recv({}, Message{{}, std::move(frame->payload)});
+      }
+      if (!bad.ok()) {
+        error_ = Error(bad.code(), bad.detail() + " on " + where(), kModule);
+        cancel_stream();
+        return finish_recv(*error_, std::nullopt);
+      }
+      if (in_ended_) {
+        if (frames_->has_partial()) {
+          error_ = Error::bad_request("the stream on " + conn_->peer +
+                                      " ended in the middle of a frame")
+                       .with_id(kModule);
+          return finish_recv(*error_, std::nullopt);
+        }
+        return finish_recv({}, std::nullopt);
+      }
+      const bool mid_frame = frames_->has_partial();
+      return wait(mid_frame ? conn_->rt.settings.read_timeout : conn_->rt.settings.idle_timeout,
+                  "reading a stream");
+    }
+    // After a whole message: the end. A server waits until its answer has gone out.
+    if (role_ == Role::server && !stream_closed_) return wait(Millis(0), "");
+    finish_recv({}, std::nullopt);
+  }
+
+  // Waits for more, failing the recv with 408 (and cancelling the stream) after `timeout`.
+  void wait(Millis timeout, const char* doing) {
+    if (timeout.count() == 0) return;
+    const uint64_t generation = ++wait_generation_;
+    timer_.expires_after(timeout);
+    timer_.async_wait([self = shared_from_this(), this, generation, timeout,
+                       doing](beast::error_code ec) {
+      if (ec || generation != wait_generation_ || !recv_wanted_) return;
+      error_ = Error(408,
+                     conn_->peer + " timed out after " + std::to_string(timeout.count()) +
+                         " ms while " + doing,
+                     kModule);
+      cancel_stream();
+      pump();
+    });
+  }
+
+  void finish_recv(const Error& error, std::optional<Message> message) {
+    recv_wanted_ = false;
+    ++wait_generation_;
+    timer_.cancel();
+    completions_.recv(error, std::move(message));
+  }
+
+  // A client's unary exchange is over: the socket may send the next request (on a new stream).
+  void end_exchange() {
+    if (!out_done_ && !stream_closed_) cancel_stream();  // answered before the request was sent
+    exchange_active_ = false;
+    stream_id_ = 0;
+  }
+
+  void reset_exchange() {
+    head_ = Message{};
+    body_.clear();
+    header_bytes_ = 0;
+    head_done_ = head_delivered_ = head_too_big_ = false;
+    stream_in_ = in_ended_ = stream_closed_ = discard_in_ = false;
+    frames_.reset();
+    error_.reset();
+    out_.clear();
+    out_pos_ = 0;
+    out_eof_ = out_done_ = deferred_ = false;
+  }
+
+  // RST_STREAM(CANCEL) for a stream still open.
+  void cancel_stream() {
+    if (stream_id_ == 0 || stream_closed_ || conn_->closed()) return;
+    nghttp2_submit_rst_stream(conn_->session(), NGHTTP2_FLAG_NONE, stream_id_, NGHTTP2_CANCEL);
+    conn_->flush();
+  }
+
+  void cancel(const Error& reason) {
+    if (!error_) error_ = reason;
+    cancel_stream();
+    pump();
+  }
+
+  // The facade is gone. An answer already queued goes out in full; anything else is cancelled.
+  void on_released() {
+    released_ = true;
+    if (role_ == Role::server && out_eof_) return;
+    if (!error_) error_ = closed_locally();
+    cancel_stream();
+  }
+
+  const std::shared_ptr<H2Connection> conn_;
+  const Role role_;
+  const bool stream_mode_;
+  const Millis read_timeout_;
+  Completions completions_;
+  net::steady_timer timer_;
+  uint64_t wait_generation_ = 0;
+
+  // strand only
+  int32_t stream_id_ = 0;   // the stream of the current exchange (0: none)
+  bool exchange_active_ = false;
+  bool recv_wanted_ = false;
+  bool released_ = false;
+  std::optional<Error> error_;  // the stream (or connection) failed: every recv hears it
+
+  Message head_;  // received head, then the whole unary message
+  std::string body_;
+  size_t header_bytes_ = 0;
+  bool head_done_ = false;
+  bool head_too_big_ = false;
+  bool head_delivered_ = false;
+  bool stream_in_ = false;  // the peer marked its side a stream (micro-stream: 1)
+  bool in_ended_ = false;   // END_STREAM received
+  bool discard_in_ = false;
+  bool stream_closed_ = false;
+  std::optional<FrameDecoder> frames_;
+
+  std::string out_;  // DATA not yet taken by nghttp2
+  size_t out_pos_ = 0;
+  bool out_eof_ = false;   // the body ends after out_
+  bool out_done_ = false;  // nghttp2 has taken the end
+  bool deferred_ = false;  // nghttp2 waits for resume_data
+  bool send_parked_ = false;
+  bool response_started_ = false;
+  bool send_closed_ = false;
+};
+
+// ---- H2Connection
+
+void H2Connection::start(bool reading) {
+  nghttp2_session_callbacks* callbacks = nullptr;
+  nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+  const int rv = role == Role::server ? nghttp2_session_server_new(&session_, callbacks, this)
+                                      : nghttp2_session_client_new(&session_, callbacks, this);
+  nghttp2_session_callbacks_del(callbacks);
+  if (rv != 0) {
+    session_ = nullptr;
+    return fail(Error(500, "cannot start HTTP/2 on " + peer + ": " + nghttp2_strerror(rv), kModule));
+  }
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, rt.settings.limits.max_header_bytes},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  conn_->tcp_layer().expires_never();
+  if (reading) read();
+  flush();
+  arm_idle();
+}
+
+void H2Connection::read() {
+  conn_->stream.async_read_some(
+      net::buffer(read_buffer_), [self = shared_from_this(), this](beast::error_code ec, size_t n) {
+        if (closed_) return;
+        if (ec) {
+          // A peer that said GOAWAY and closed, with nothing open, is a clean end.
+          const bool clean = streams_.empty() && closed_by_peer(ec);
+          if (clean) rt.log.trace("HTTP/2 ", peer, " closed by the peer");
+          return fail(io_error(ec, peer, "reading HTTP/2 frames", rt.settings.idle_timeout));
+        }
+        receive(read_buffer_.data(), n);
+        if (!closed_) read();
+      });
+}
+
+void H2Connection::receive(const uint8_t* data, size_t size) {
+  in_nghttp2_ = true;
+  const ssize_t used = nghttp2_session_mem_recv(session_, data, size);
+  in_nghttp2_ = false;
+  if (used < 0)
+    return fail(Error(
+        502, "HTTP/2 protocol error on " + peer + ": " + nghttp2_strerror(static_cast<int>(used)),
+        kModule));
+  flush();
+}
+
+// Not re-entrant: from inside nghttp2's callbacks it does nothing (the read loop and the write
+// loop flush after nghttp2 returns).
+void H2Connection::flush() {
+  if (writing_ || closed_ || session_ == nullptr || in_nghttp2_) return;
+  write_buffer_.clear();
+  while (write_buffer_.size() < kWriteBatch) {
+    const uint8_t* data = nullptr;
+    in_nghttp2_ = true;
+    const ssize_t n = nghttp2_session_mem_send(session_, &data);
+    in_nghttp2_ = false;
+    if (n < 0)
+      return fail(Error(502,
+                        "HTTP/2 error on " + peer + ": " + nghttp2_strerror(static_cast<int>(n)),
+                        kModule));
+    if (n == 0) break;
+    write_buffer_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+  if (write_buffer_.empty()) {
+    if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0)
+      fail(Error(503, peer + " closed (HTTP/2 GOAWAY)", kModule));
+    return;
+  }
+  writing_ = true;
+  net::async_write(conn_->stream, net::buffer(write_buffer_),
+                   [self = shared_from_this(), this](beast::error_code ec, size_t) {
+                     writing_ = false;
+                     if (ec) {
+                       if (!closed_)
+                         fail(io_error(ec, peer, "writing HTTP/2 frames", rt.settings.write_timeout));
+                       return;
+                     }
+                     flush();
+                   });
+}
+
+void H2Connection::fail(const Error& error) {
+  if (closed_) return;
+  closed_ = true;
+  close_reason_ = error;
+  stop_pooling();
+  idle_timer_.cancel();
+  conn_->close();
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [id, socket] : streams) socket->on_connection_failed(error);
+}
+
+void H2Connection::stop_pooling() {
+  usable_ = false;
+  if (role == Role::client) rt.h2_pool->impl().remove(address, this);
+}
+
+// With no stream open for idle_timeout (server) or pool_idle_ms (client), says GOAWAY and closes.
+void H2Connection::arm_idle() {
+  if (!streams_.empty() || closed_) return;
+  idle_timer_.expires_after(role == Role::server ? rt.settings.idle_timeout : rt.settings.pool_idle);
+  idle_timer_.async_wait([self = shared_from_this(), this](beast::error_code ec) {
+    if (ec || closed_ || !streams_.empty()) return;
+    stop_pooling();
+    nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+    flush();
+  });
+}
+
+int H2Connection::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if (self->role != Role::server || frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  auto socket = std::make_shared<H2Socket>(self->shared_from_this(), Role::server, false,
+                                           self->rt.settings.read_timeout);
+  socket->begin_server_stream(frame->hd.stream_id);
+  self->attach(frame->hd.stream_id, std::move(socket));
+  return 0;
+}
+
+int H2Connection::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                            size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                            void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if (H2Socket* socket = self->find(frame->hd.stream_id))
+    socket->on_header(frame->hd.stream_id,
+                      std::string_view(reinterpret_cast<const char*>(name), namelen),
+                      std::string_view(reinterpret_cast<const char*>(value), valuelen));
+  return 0;
+}
+
+int H2Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  const int32_t id = frame->hd.stream_id;
+  switch (frame->hd.type) {
+    case NGHTTP2_GOAWAY:
+      self->stop_pooling();  // streams open go on; new dials make a new connection
+      return 0;
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_DATA: {
+      // Keep the socket alive across its callbacks (they may end its stream).
+      auto it = self->streams_.find(id);
+      if (it == self->streams_.end()) return 0;
+      auto socket = it->second;
+      if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_HEADERS) != 0)
+        socket->on_headers_done(id);
+      if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) socket->on_end_stream(id);
+      return 0;
+    }
+    default:
+      return 0;
+  }
+}
+
+int H2Connection::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
+                                size_t len, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if (H2Socket* socket = self->find(stream_id)) socket->on_data(stream_id, data, len);
+  return 0;
+}
+
+int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code,
+                                  void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto it = self->streams_.find(stream_id);
+  if (it == self->streams_.end()) return 0;
+  auto socket = std::move(it->second);
+  self->streams_.erase(it);
+  socket->on_stream_closed(stream_id, error_code);
+  self->arm_idle();
+  return 0;
+}
+
+}  // namespace
+
+std::shared_ptr<H2Connection> H2ClientPool::Impl::find(const std::string& address) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = live_.find(address);
+  if (it == live_.end()) return nullptr;
+  auto conn = it->second.lock();
+  if (conn && conn->usable()) return conn;
+  live_.erase(it);
+  return nullptr;
+}
+
+H2ClientPool::H2ClientPool() : impl_(std::make_unique<Impl>()) {}
+H2ClientPool::~H2ClientPool() = default;
+void H2ClientPool::close() { impl_->close(); }
+bool H2ClientPool::closed() const { return impl_->closed(); }
+bool H2ClientPool::wait_for_connection(const std::string& address, Waiter waiter) {
+  return impl_->wait_for_connection(address, std::move(waiter));
+}
+std::vector<H2ClientPool::Waiter> H2ClientPool::connection_settled(const std::string& address) {
+  return impl_->connection_settled(address);
+}
+
+namespace {
+
+Millis socket_read_timeout(const Runtime& rt, uint64_t timeout_ms) {
+  return timeout_ms != 0 ? Millis(timeout_ms) : rt.settings.read_timeout;
+}
+
+std::unique_ptr<SocketImpl> new_client_socket(Runtime& rt, std::shared_ptr<H2Connection> conn,
+                                              bool stream, Millis read_timeout) {
+  auto socket = std::make_shared<H2Socket>(std::move(conn), Role::client, stream, read_timeout);
+  rt.sessions.add(socket);
+  return std::make_unique<HttpSocket>(socket);
+}
+
+}  // namespace
+
+std::unique_ptr<SocketImpl> h2_dial_pooled(Runtime& runtime, const std::string& address,
+                                           const DialOptions& options) {
+  auto conn = runtime.h2_pool->impl().find(address);
+  if (!conn) return nullptr;
+  return new_client_socket(runtime, std::move(conn), options.stream,
+                           socket_read_timeout(runtime, options.timeout_ms));
+}
+
+std::unique_ptr<SocketImpl> h2_adopt_client(Runtime& runtime, const std::string& address,
+                                            std::unique_ptr<Connection<TlsStream>> conn,
+                                            bool stream, Millis read_timeout) {
+  auto h2 = std::make_shared<H2Connection>(runtime, std::move(conn), Role::client, address,
+                                           DeliverSocket());
+  runtime.sessions.add(h2);
+  h2->start();
+  runtime.h2_pool->impl().put(address, h2);
+  runtime.log.debug("HTTP/2 connection to ", address);
+  return new_client_socket(runtime, std::move(h2), stream, read_timeout);
+}
+
+void h2_serve(Runtime& runtime, std::unique_ptr<Connection<TlsStream>> conn,
+              DeliverSocket deliver) {
+  auto h2 = std::make_shared<H2Connection>(runtime, std::move(conn), Role::server, std::string(),
+                                           std::move(deliver));
+  runtime.sessions.add(h2);
+  runtime.log.trace("HTTP/2 connection from ", h2->remote);
+  h2->start();
+}
+
+void h2_feed_server(Runtime& runtime, std::string_view bytes) {
+  static net::ssl::context context(net::ssl::context::tls_server);
+  auto sockets = std::make_shared<std::vector<std::unique_ptr<SocketImpl>>>();
+  struct Reader {
+    static void read_all(SocketImpl* socket) {
+      socket->recv([socket](const Error& error, std::optional<Message> message) {
+        if (error.ok() && message) read_all(socket);
+      });
+    }
+  };
+  auto h2 = std::make_shared<H2Connection>(
+      runtime,
+      std::make_unique<Connection<TlsStream>>(TlsStream(net::make_strand(runtime.ioc), context)),
+      Role::server, std::string(), [sockets](std::unique_ptr<SocketImpl> socket) {
+        Reader::read_all(socket.get());
+        sockets->push_back(std::move(socket));
+      });
+  runtime.sessions.add(h2);
+  h2->start(false);
+  h2->receive(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  runtime.ioc.restart();
+  runtime.ioc.poll();
+  sockets->clear();
+  runtime.sessions.abort_all();
+  runtime.ioc.restart();
+  runtime.ioc.poll();
+}
+
+}  // namespace micro::transport_http

@@ -1,0 +1,67 @@
+// HTTP/2 (over TLS, when ALPN settles h2), with libnghttp2 doing all framing, HPACK and flow
+// control. The wire contract is HTTP/1.1's (docs/rpc-wire.md, "HTTP/2"): one HTTP/2 stream per
+// exchange or per bidi stream; DATA carries the body or the stream frames; END_STREAM ends a
+// direction; RST_STREAM cancels. A server hands each HTTP/2 stream to on_accept as a socket; a
+// client keeps one HTTP/2 connection per address and multiplexes every dialed socket onto it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "connection.hpp"
+#include "micro/transport.hpp"
+#include "runtime.hpp"
+#include "tls.hpp"
+
+namespace micro::transport_http {
+
+// The socket for a dial, on the address's live HTTP/2 connection; null when there is none.
+std::unique_ptr<SocketImpl> h2_dial_pooled(Runtime& runtime, const std::string& address,
+                                           const DialOptions& options);
+
+// A fresh client connection on which ALPN settled h2: it becomes the address's HTTP/2
+// connection, and the dialed socket (stream or unary) is its first user. On the connection's
+// strand.
+std::unique_ptr<SocketImpl> h2_adopt_client(Runtime& runtime, const std::string& address,
+                                            std::unique_ptr<Connection<TlsStream>> conn,
+                                            bool stream, Millis read_timeout);
+
+// Serves an accepted connection on which ALPN settled h2: each request stream goes to `deliver`
+// as a server socket (any thread).
+using DeliverSocket = std::function<void(std::unique_ptr<SocketImpl>)>;
+void h2_serve(Runtime& runtime, std::unique_ptr<Connection<TlsStream>> conn, DeliverSocket deliver);
+
+// For the fuzzer (tests/fuzz/fuzz_h2_request.cpp): a server HTTP/2 connection, on a stream that
+// is never connected, is fed `bytes` as if read after the TLS handshake; every request stream it
+// yields is read to its end; then everything is closed. Runs `runtime`'s io_context (which no
+// thread may be running) until nothing is left to do.
+void h2_feed_server(Runtime& runtime, std::string_view bytes);
+
+// The client's HTTP/2 connections, one per address. Thread-safe.
+class H2ClientPool {
+ public:
+  class Impl;
+  H2ClientPool();
+  ~H2ClientPool();
+  Impl& impl() { return *impl_; }
+
+  // Dials made while the first connection to an address is being set up wait for it (so a burst
+  // of calls shares one connection). A waiting dial is kept here and true is returned; false
+  // means none is under way, and the caller's dial is now the one that others wait for.
+  using Waiter = std::function<void()>;
+  bool wait_for_connection(const std::string& address, Waiter waiter);
+  // The connection attempt to `address` ended (HTTP/2 or not, ok or not): the waiters, to run.
+  std::vector<Waiter> connection_settled(const std::string& address);
+  // Forgets every connection (the transport is going away; it closes them); dials that were
+  // waiting then fail with 499.
+  void close();
+  bool closed() const;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace micro::transport_http
