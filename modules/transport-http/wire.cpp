@@ -11,13 +11,22 @@ namespace micro::transport_http {
 
 namespace {
 
+// ASCII lower case (header names are tokens: ASCII by definition), without a locale call.
+constexpr char lower_char(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+
 std::string lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out) c = lower_char(c);
   return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) { return lower(a) == lower(b); }
+// Compared in place: no lower-cased copies (this runs for every header of every message).
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (lower_char(a[i]) != lower_char(b[i])) return false;
+  return true;
+}
 
 // RFC 9110 token: what a method or a header name may be made of.
 bool is_token(std::string_view s) {
@@ -48,10 +57,10 @@ bool is_target(std::string_view s) {
   return true;
 }
 
-bool is_framing_header(std::string_view name) {
-  const std::string n = lower(name);
-  return n == "content-length" || n == "transfer-encoding" || n == "connection" || n == "host" ||
-         n == "keep-alive" || n == "upgrade" || n == "te" || n == "trailer";
+bool is_framing_header(std::string_view n) {
+  return iequals(n, "content-length") || iequals(n, "transfer-encoding") ||
+         iequals(n, "connection") || iequals(n, "host") || iequals(n, "keep-alive") ||
+         iequals(n, "upgrade") || iequals(n, "te") || iequals(n, "trailer");
 }
 
 Message fields_to_message(const http::fields& fields) {
@@ -147,11 +156,13 @@ bool is_stream_request(const http::request_header<>& head) {
 }
 
 const std::string* find_header(const Message& message, std::string_view lower_name) {
-  auto exact = message.header.find(std::string(lower_name));
-  if (exact != message.header.end()) return &exact->second;
-  for (const auto& [name, value] : message.header)
-    if (iequals(name, lower_name)) return &value;
-  return nullptr;
+  // One pass, no key copy: the exact (lower-case) name wins over another spelling.
+  const std::string* other = nullptr;
+  for (const auto& [name, value] : message.header) {
+    if (name == lower_name) return &value;
+    if (other == nullptr && iequals(name, lower_name)) other = &value;
+  }
+  return other;
 }
 
 void request_line(const Message& message, std::string& m, std::string& p) {
