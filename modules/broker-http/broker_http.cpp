@@ -18,6 +18,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -31,6 +32,7 @@
 #include "envelope.hpp"
 #include "micro/error_json.hpp"
 #include "micro/module.hpp"
+#include "micro/tls_common.hpp"
 
 namespace {
 
@@ -39,7 +41,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
+constexpr const char* kModule = "broker-http";
 constexpr const char* kBroadcastVersion = "ff.http.broadcast";  // go-micro's
 constexpr const char* kPath = "/";                               // go-micro's DefaultPath
 constexpr const char* kGoneHeader = "micro-broker-gone";  // on a 410: no such subscription here
@@ -76,6 +80,22 @@ struct Settings {
   std::string address, service;
   int64_t max_body, read_timeout_ms, publish_timeout_ms, ttl_ms, interval_ms, threads,
       handler_threads, cache_ttl_ms;
+  micro::tls::TlsSettings tls;  // the same tls_* options as transport-http
+};
+
+// A connection to or from a peer: plain TCP, or TLS over TCP.
+struct Conn {
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<TlsStream> tls;
+  beast::tcp_stream& tcp() { return tls ? tls->next_layer() : *plain; }
+  // f(stream) with the stream HTTP is read from and written to.
+  template <class F>
+  void with(F&& f) {
+    if (tls)
+      f(*tls);
+    else
+      f(*plain);
+  }
 };
 
 // One subscription of this instance: a node in the registry, a handler.
@@ -91,12 +111,13 @@ struct Sub {
 // A subscriber as the publisher's cache knows it.
 struct Target {
   std::string id, address, topic, queue;
+  bool secure = false;  // registered secure=true: its endpoint speaks TLS
 };
 
 // Idle keep-alive connections to subscribers, by address.
 class Pool {
  public:
-  std::unique_ptr<beast::tcp_stream> take(const std::string& address) {
+  std::unique_ptr<Conn> take(const std::string& address) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = idle_.find(address);
     if (it == idle_.end() || it->second.empty()) return nullptr;
@@ -104,13 +125,13 @@ class Pool {
     it->second.pop_back();
     return out;
   }
-  void put(const std::string& address, std::unique_ptr<beast::tcp_stream> stream) {
+  void put(const std::string& address, std::unique_ptr<Conn> stream) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto& list = idle_[address];
     if (!closed_ && list.size() < kMaxIdlePerPeer) list.push_back(std::move(stream));
   }
   void close() {
-    std::map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle;
+    std::map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       closed_ = true;
@@ -121,7 +142,7 @@ class Pool {
  private:
   std::mutex mutex_;
   bool closed_ = false;
-  std::map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle_;
+  std::map<std::string, std::vector<std::unique_ptr<Conn>>> idle_;
 };
 
 // One POST to a subscriber and its answer. A pooled connection that turns out dead before any
@@ -133,11 +154,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   using Callback = std::function<void(const micro::Error& transport, unsigned status,
                                       const micro::Metadata& header, std::string body)>;
 
+  // tls_context: dial TLS with it, verifying as `tls` says; null: plain TCP.
   Exchange(net::io_context& ioc, Pool& pool, std::string address, const std::string& target,
-           const std::string& body, std::chrono::milliseconds timeout, Callback callback)
+           const std::string& body, std::chrono::milliseconds timeout,
+           net::ssl::context* tls_context, const micro::tls::TlsSettings& tls, Callback callback)
       : ioc_(ioc),
         pool_(pool),
         address_(std::move(address)),
+        pool_key_(tls_context != nullptr ? "tls:" + address_ : address_),
+        tls_context_(tls_context),
+        tls_(tls),
         timeout_(timeout),
         callback_(std::move(callback)) {
     request_.method(http::verb::post);
@@ -156,36 +182,41 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void start() {
-    stream_ = pool_.take(address_);
+    stream_ = pool_.take(pool_key_);
     if (!stream_) return connect();
     reused_ = true;
-    net::dispatch(stream_->get_executor(), [self = shared_from_this()] { self->write(); });
+    net::dispatch(stream_->tcp().get_executor(), [self = shared_from_this()] { self->write(); });
   }
 
  private:
   void connect() {
     reused_ = false;
-    stream_ = std::make_unique<beast::tcp_stream>(net::make_strand(ioc_));
+    stream_ = std::make_unique<Conn>();
+    if (tls_context_ != nullptr)
+      stream_->tls = std::make_unique<TlsStream>(net::make_strand(ioc_), *tls_context_);
+    else
+      stream_->plain = std::make_unique<beast::tcp_stream>(net::make_strand(ioc_));
     HostPort hp;
     if (!split_host_port(address_, hp))
       return finish(micro::Error::bad_request("'" + address_ + "' is not host:port"));
+    host_ = hp.host;
     boost::system::error_code ec;
     const auto ip = net::ip::make_address(hp.host, ec);
-    stream_->expires_after(timeout_);
+    stream_->tcp().expires_after(timeout_);
     if (!ec) {
       const tcp::endpoint ep(ip, static_cast<uint16_t>(std::stoul(hp.port)));
-      stream_->async_connect(ep, [self = shared_from_this()](beast::error_code e) {
+      stream_->tcp().async_connect(ep, [self = shared_from_this()](beast::error_code e) {
         if (e) return self->failed("connect", e);
         self->connected();
       });
       return;
     }
-    resolver_ = std::make_unique<tcp::resolver>(stream_->get_executor());
+    resolver_ = std::make_unique<tcp::resolver>(stream_->tcp().get_executor());
     resolver_->async_resolve(
         hp.host, hp.port,
         [self = shared_from_this()](beast::error_code e, tcp::resolver::results_type results) {
           if (e) return self->failed("resolve", e);
-          self->stream_->async_connect(results, [self](beast::error_code e2, const tcp::endpoint&) {
+          self->stream_->tcp().async_connect(results, [self](beast::error_code e2, const tcp::endpoint&) {
             if (e2) return self->failed("connect", e2);
             self->connected();
           });
@@ -194,27 +225,40 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void connected() {
     boost::system::error_code ignored;
-    stream_->socket().set_option(tcp::no_delay(true), ignored);
-    write();
+    stream_->tcp().socket().set_option(tcp::no_delay(true), ignored);
+    if (!stream_->tls) return write();
+    if (micro::Error e = micro::tls::prepare_client(stream_->tls->native_handle(), tls_, host_);
+        !e.ok())
+      return finish(e);
+    stream_->tls->async_handshake(
+        net::ssl::stream_base::client, [self = shared_from_this()](beast::error_code e) {
+          if (e)
+            return self->finish(micro::Error::unavailable(micro::tls::handshake_failure(
+                self->stream_->tls->native_handle(), e, self->address_)));
+          self->write();
+        });
   }
 
   void write() {
-    stream_->expires_after(timeout_);
-    http::async_write(*stream_, request_,
-                      [self = shared_from_this()](beast::error_code e, size_t) {
-                        if (e) return self->failed("send", e);
-                        self->read();
-                      });
+    stream_->tcp().expires_after(timeout_);
+    stream_->with([this](auto& stream) {
+      http::async_write(stream, request_, [self = shared_from_this()](beast::error_code e, size_t) {
+        if (e) return self->failed("send", e);
+        self->read();
+      });
+    });
   }
 
   void read() {
     parser_.emplace();
     parser_->body_limit(kMaxReplyBytes);
-    http::async_read(*stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code e, size_t) {
-                       if (e) return self->failed("read the answer", e);
-                       self->answered();
-                     });
+    stream_->with([this](auto& stream) {
+      http::async_read(stream, buffer_, *parser_,
+                       [self = shared_from_this()](beast::error_code e, size_t) {
+                         if (e) return self->failed("read the answer", e);
+                         self->answered();
+                       });
+    });
   }
 
   void answered() {
@@ -226,8 +270,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       header[name] = std::string(field.value());
     }
     if (response.keep_alive()) {
-      stream_->expires_never();
-      pool_.put(address_, std::move(stream_));
+      stream_->tcp().expires_never();
+      pool_.put(pool_key_, std::move(stream_));
     }
     stream_.reset();
     auto callback = std::move(callback_);
@@ -257,10 +301,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   net::io_context& ioc_;
   Pool& pool_;
   const std::string address_;
+  const std::string pool_key_;  // TLS and plain connections to one address are kept apart
+  net::ssl::context* const tls_context_;
+  const micro::tls::TlsSettings& tls_;  // the broker's, which outlives every exchange
+  std::string host_;
   const std::chrono::milliseconds timeout_;
   Callback callback_;
   http::request<http::string_body> request_;
-  std::unique_ptr<beast::tcp_stream> stream_;
+  std::unique_ptr<Conn> stream_;
   std::unique_ptr<tcp::resolver> resolver_;
   beast::flat_buffer buffer_;
   std::optional<http::response_parser<http::string_body>> parser_;
@@ -307,18 +355,40 @@ class HttpBroker;
 // One connection to this instance's endpoint: read a request, deliver it, answer, repeat.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(HttpBroker& broker, tcp::socket socket) : broker_(broker), stream_(std::move(socket)) {}
+  // tls_context: the endpoint speaks TLS only; null: plain HTTP.
+  Session(HttpBroker& broker, tcp::socket socket, net::ssl::context* tls_context)
+      : broker_(broker) {
+    boost::system::error_code ec;
+    const auto peer = socket.remote_endpoint(ec);
+    peer_ = ec ? std::string("an unknown peer") : host_port(peer);
+    if (tls_context != nullptr)
+      stream_.tls = std::make_unique<TlsStream>(beast::tcp_stream(std::move(socket)), *tls_context);
+    else
+      stream_.plain = std::make_unique<beast::tcp_stream>(std::move(socket));
+  }
   void start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+    net::dispatch(stream_.tcp().get_executor(), [self = shared_from_this()] {
+      if (self->stream_.tls) return self->handshake();
+      self->read();
+    });
   }
   void answer(const micro::Error& error, bool keep_alive);
 
  private:
+  void handshake();
+  void refuse_plaintext();
+  void drain();
   void read();
   void on_read(beast::error_code ec);
+  void close() {
+    beast::error_code ignored;
+    stream_.tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.tcp().socket().close(ignored);
+  }
 
   HttpBroker& broker_;
-  beast::tcp_stream stream_;
+  std::string peer_;
+  Conn stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> response_;
@@ -329,7 +399,7 @@ class HttpBroker final : public micro::BrokerPlugin {
   static constexpr uint32_t required_kinds = MICRO_KIND_BIT(MICRO_KIND_REGISTRY);
 
   static std::vector<micro::OptionSpec> options() {
-    return {
+    std::vector<micro::OptionSpec> specs = {
         {"address", MICRO_OPTION_STRING,
          "host:port the subscriber endpoint listens on and is advertised at; default: the host "
          "of [service] address, port 0, else 127.0.0.1:0", ""},
@@ -352,6 +422,8 @@ class HttpBroker final : public micro::BrokerPlugin {
         {"threads", MICRO_OPTION_INT, "network threads", "1"},
         {"handler_threads", MICRO_OPTION_INT, "threads that run subscriber handlers", "4"},
     };
+    for (auto& spec : micro::tls::option_specs()) specs.push_back(std::move(spec));
+    return specs;
   }
 
   explicit HttpBroker(const micro::CreateContext& ctx)
@@ -361,6 +433,10 @@ class HttpBroker final : public micro::BrokerPlugin {
         broker_id_(micro::random_hex(8)),
         ioc_(std::make_unique<net::io_context>(static_cast<int>(settings_.threads))),
         work_(net::make_work_guard(*ioc_)) {
+    // Before any thread: a bad certificate file fails the stack's creation, naming the option.
+    // Every publisher can dial TLS (to subscribers registered secure=true).
+    if (settings_.tls.server()) tls_server_ = micro::tls::make_server_context(settings_.tls, kModule);
+    tls_client_ = micro::tls::make_client_context(settings_.tls, log_, kModule);
     for (int64_t i = 0; i < settings_.threads; ++i) threads_.emplace_back([this] { ioc_->run(); });
   }
 
@@ -579,6 +655,7 @@ class HttpBroker final : public micro::BrokerPlugin {
     s.cache_ttl_ms = o.get_int("cache_ttl_ms", 10000);
     s.threads = o.get_int("threads", 1);
     s.handler_threads = o.get_int("handler_threads", 4);
+    s.tls = micro::tls::read_settings(o, kModule);
     HostPort hp;
     if (!split_host_port(s.address, hp))
       throw micro::Exception(micro::Error::bad_request("broker address '" + s.address +
@@ -617,7 +694,7 @@ class HttpBroker final : public micro::BrokerPlugin {
                              {{"broker", "http"},
                               {"topic", s.topic},
                               {"queue", s.queue},
-                              {"secure", "false"}}});
+                              {"secure", tls_server_ ? "true" : "false"}}});
     return service;
   }
 
@@ -665,7 +742,7 @@ class HttpBroker final : public micro::BrokerPlugin {
       if (!ec) {
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);  // one answer per request: no batching
-        std::make_shared<Session>(*this, std::move(socket))->start();
+        std::make_shared<Session>(*this, std::move(socket), tls_server_.get())->start();
       }
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -788,6 +865,8 @@ class HttpBroker final : public micro::BrokerPlugin {
       t.address = node.address;
       t.topic = topic->second;
       t.queue = service.version == kBroadcastVersion ? std::string() : service.version;
+      auto secure = node.metadata.find("secure");
+      t.secure = secure != node.metadata.end() && secure->second == "true";
       targets_[node.id] = std::move(t);
     }
   }
@@ -827,6 +906,7 @@ class HttpBroker final : public micro::BrokerPlugin {
     auto exchange = std::make_shared<Exchange>(
         *ioc_, pool_, target.address, std::string(kPath) + micro::broker_http::id_query(target.id),
         *body, std::chrono::milliseconds(settings_.publish_timeout_ms),
+        target.secure || settings_.tls.client ? tls_client_.get() : nullptr, settings_.tls,
         [this, target, done = std::move(done)](const micro::Error& transport, unsigned status,
                                                const micro::Metadata& header, std::string reply) {
           if (!transport.ok()) {
@@ -856,6 +936,8 @@ class HttpBroker final : public micro::BrokerPlugin {
   const Settings settings_;
   const std::string broker_id_;
 
+  std::unique_ptr<net::ssl::context> tls_server_;  // with tls_cert: the endpoint speaks TLS only
+  std::unique_ptr<net::ssl::context> tls_client_;  // dials subscribers registered secure=true
   std::unique_ptr<net::io_context> ioc_;  // reset first in the destructor
   net::executor_work_guard<net::io_context::executor_type> work_;
   Pool pool_;  // emptied before ioc_ goes
@@ -883,13 +965,71 @@ class HttpBroker final : public micro::BrokerPlugin {
   std::vector<std::thread> threads_;
 };
 
+// The first bytes decide: a TLS handshake goes on to the handshake, anything else (plain HTTP)
+// gets a plaintext 400 that says so and the connection closes. A failed handshake is logged.
+void Session::handshake() {
+  stream_.tcp().expires_after(std::chrono::milliseconds(broker_.settings().read_timeout_ms));
+  stream_.tcp().async_read_some(
+      buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+        if (ec) return self->close();  // closed or timed out before saying anything
+        self->buffer_.commit(n);
+        const auto first = static_cast<const unsigned char*>(self->buffer_.data().data())[0];
+        if (first != 0x16) return self->refuse_plaintext();  // not a TLS handshake record
+        self->stream_.tls->async_handshake(
+            net::ssl::stream_base::server, self->buffer_.data(),
+            [self](beast::error_code ec, size_t used) {
+              self->buffer_.consume(used);
+              if (ec) {
+                self->broker_.log().warn("broker endpoint: ", micro::tls::handshake_failure(
+                                             self->stream_.tls->native_handle(), ec, self->peer_));
+                return self->close();
+              }
+              self->read();
+            });
+      });
+}
+
+void Session::refuse_plaintext() {
+  broker_.log().warn("broker endpoint: refused plaintext HTTP from ", peer_, " (it speaks TLS)");
+  response_ = {};
+  response_.version(11);
+  response_.result(http::status::bad_request);
+  response_.set(http::field::content_type, "application/json");
+  response_.body() = micro::error_to_json(micro::Error(
+      400, "plaintext HTTP sent to a TLS broker endpoint: publish with TLS", kModule));
+  response_.keep_alive(false);
+  response_.prepare_payload();
+  http::async_write(stream_.tcp(), response_,
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      if (ec) return self->close();
+                      beast::error_code ignored;
+                      self->stream_.tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+                      self->drain();
+                    });
+}
+
+// Reads and drops what the peer still sends, so the 400 is not lost to a reset; then closes.
+void Session::drain() {
+  buffer_.consume(buffer_.size());
+  stream_.tcp().expires_after(std::chrono::seconds(1));
+  stream_.tcp().async_read_some(buffer_.prepare(16 * 1024),
+                                [self = shared_from_this()](beast::error_code ec, size_t) {
+                                  if (ec) return self->close();
+                                  self->drain();
+                                });
+}
+
 void Session::read() {
   parser_.emplace();
   parser_->body_limit(static_cast<uint64_t>(broker_.settings().max_body));
   parser_->header_limit(16 * 1024);
-  stream_.expires_after(std::chrono::milliseconds(broker_.settings().read_timeout_ms));
-  http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  stream_.tcp().expires_after(std::chrono::milliseconds(broker_.settings().read_timeout_ms));
+  stream_.with([this](auto& stream) {
+    http::async_read(stream, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec,
+                                                                            size_t) {
+      self->on_read(ec);
+    });
+  });
 }
 
 void Session::on_read(beast::error_code ec) {
@@ -905,11 +1045,7 @@ void Session::on_read(beast::error_code ec) {
                            ec != http::error::end_of_stream && ec != http::error::partial_message;
   if (unparseable)
     return answer(micro::Error::bad_request("not an HTTP request: " + ec.message()), false);
-  if (ec) {
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    return;
-  }
+  if (ec) return close();
 
   auto request = parser_->release();
   const bool keep_alive = request.keep_alive();
@@ -929,7 +1065,7 @@ void Session::on_read(beast::error_code ec) {
 }
 
 void Session::answer(const micro::Error& error, bool keep_alive) {
-  net::dispatch(stream_.get_executor(), [self = shared_from_this(), error, keep_alive] {
+  net::dispatch(stream_.tcp().get_executor(), [self = shared_from_this(), error, keep_alive] {
     auto& r = self->response_;
     r = {};
     r.version(11);
@@ -947,14 +1083,13 @@ void Session::answer(const micro::Error& error, bool keep_alive) {
     }
     r.keep_alive(keep_alive);
     r.prepare_payload();
-    self->stream_.expires_after(std::chrono::milliseconds(self->broker_.settings().read_timeout_ms));
-    http::async_write(self->stream_, r, [self, keep_alive](beast::error_code ec, size_t) {
-      if (ec || !keep_alive) {
-        beast::error_code ignored;
-        self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-        return;
-      }
-      self->read();
+    self->stream_.tcp().expires_after(
+        std::chrono::milliseconds(self->broker_.settings().read_timeout_ms));
+    self->stream_.with([&](auto& stream) {
+      http::async_write(stream, r, [self, keep_alive](beast::error_code ec, size_t) {
+        if (ec || !keep_alive) return self->close();
+        self->read();
+      });
     });
   });
 }

@@ -7,7 +7,7 @@
 namespace micro::transport_http {
 
 std::vector<OptionSpec> Settings::option_specs() {
-  return {
+  std::vector<OptionSpec> specs = {
       {"threads", MICRO_OPTION_INT, "Threads running the transport's I/O and callbacks", "2"},
       {"connect_timeout_ms", MICRO_OPTION_INT, "Resolve + connect, per dial (408 after)", "5000"},
       {"read_timeout_ms", MICRO_OPTION_INT,
@@ -24,18 +24,10 @@ std::vector<OptionSpec> Settings::option_specs() {
       {"pool_size", MICRO_OPTION_INT, "Idle client connections kept per address (0: no pool)",
        "64"},
       {"pool_idle_ms", MICRO_OPTION_INT, "Idle pooled connections are closed after this", "30000"},
-      {"tls", MICRO_OPTION_BOOL, "Dial TLS (implied by tls_ca, tls_server_name, tls_insecure_skip_verify)",
-       "false"},
-      {"tls_cert", MICRO_OPTION_STRING, "Server certificate chain (PEM file): listen TLS only", ""},
-      {"tls_key", MICRO_OPTION_STRING, "Server private key (PEM file), with tls_cert", ""},
-      {"tls_ca", MICRO_OPTION_STRING, "CA certificates (PEM file) a TLS client trusts (default: the system's)",
-       ""},
-      {"tls_server_name", MICRO_OPTION_STRING,
-       "Name a TLS client verifies and sends as SNI (default: the dialed host)", ""},
-      {"tls_insecure_skip_verify", MICRO_OPTION_BOOL,
-       "TESTS ONLY: a TLS client accepts any certificate and name", "false"},
       {"http2", MICRO_OPTION_BOOL, "Offer HTTP/2 through ALPN on TLS connections", "true"},
   };
+  for (auto& spec : micro::tls::option_specs()) specs.push_back(std::move(spec));
+  return specs;
 }
 
 namespace {
@@ -72,16 +64,7 @@ Settings Settings::from(const Options& options) {
                std::numeric_limits<uint32_t>::max()));
   s.pool_size = static_cast<size_t>(read_int(options, "pool_size", 64, 0, 1 << 20));
   s.pool_idle = read_ms(options, "pool_idle_ms", s.pool_idle);
-  s.tls.cert = options.get_string("tls_cert");
-  s.tls.key = options.get_string("tls_key");
-  s.tls.ca = options.get_string("tls_ca");
-  s.tls.server_name = options.get_string("tls_server_name");
-  s.tls.insecure_skip_verify = options.get_bool("tls_insecure_skip_verify", false);
-  s.tls.client = options.get_bool("tls", false) || !s.tls.ca.empty() ||
-                 !s.tls.server_name.empty() || s.tls.insecure_skip_verify;
-  if (s.tls.cert.empty() != s.tls.key.empty())
-    throw Exception(Error::bad_request(
-        "transport-http options tls_cert and tls_key go together: give both (or neither)"));
+  s.tls = micro::tls::read_settings(options, "transport-http");
   s.http2 = options.get_bool("http2", true);
   return s;
 }

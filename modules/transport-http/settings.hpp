@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "micro/plugin.hpp"
+#include "micro/tls_common.hpp"
 
 namespace micro::transport_http {
 
@@ -18,17 +19,8 @@ struct Limits {
   uint64_t max_body_bytes = 4u << 20;  // a unary body, or one stream frame
 };
 
-// TLS (docs: README.md "TLS"). A client with `enabled` dials TLS; a server with cert and key
-// listens TLS only.
-struct TlsSettings {
-  std::string cert;          // PEM certificate chain (server)
-  std::string key;           // PEM private key (server)
-  std::string ca;            // PEM CAs the client trusts; empty: the system's
-  std::string server_name;   // name the client verifies and sends as SNI; empty: the dialed host
-  bool insecure_skip_verify = false;  // tests only: no certificate or name check
-  bool client = false;       // tls_client = true (or any client-side tls_* option)
-  bool server() const { return !cert.empty(); }
-};
+// TLS (docs: README.md "TLS"): the options shared with broker-http (micro/tls_common.hpp).
+using TlsSettings = micro::tls::TlsSettings;
 
 struct Settings {
   int threads = 2;

@@ -1,5 +1,6 @@
 // The RPC stack in one process: one stack holding a service (server + client) on loopback, the
 // greeter registered in code, calls made through the generated client and through raw requests.
+// Every test runs twice: over plaintext HTTP/1.1, and over TLS where ALPN picks HTTP/2.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -9,18 +10,42 @@
 #include "greeter_logic.hpp"
 #include "micro/module.hpp"
 #include "micro/testing/stack.hpp"
+#include "micro/testing/tls_certs.hpp"
 #include "micro/testing/wait.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 
-class Rpc : public ::testing::Test {
+// One way of carrying the calls: the [transport] table and what the client should see.
+struct Carrier {
+  const char* name;
+  bool tls;
+  const char* protocol;  // micro-transport-protocol on a received response ("" = absent)
+  int bidi_messages;     // the long bidi stream's length (see BidiStream... below)
+};
+void PrintTo(const Carrier& c, std::ostream* os) { *os << c.name; }
+
+// The certificates of the TLS variant: made once per process, removed at exit.
+const micro::testing::tls::TestCerts& certs() {
+  static const micro::testing::tls::TestCerts made;
+  return made;
+}
+
+std::string transport_table(const Carrier& c) {
+  std::string t = "[transport]\nmodule = \"transport-http\"\n";
+  if (c.tls)  // the one transport both listens (cert + key) and dials (trusting the test CA)
+    t += "tls_cert = \"" + certs().cert + "\"\ntls_key = \"" + certs().key + "\"\n" +
+         "tls_ca = \"" + certs().ca + "\"\n";
+  return t;
+}
+
+class Rpc : public ::testing::TestWithParam<Carrier> {
  protected:
   void SetUp() override {
     stack_ = micro::testing::require_stack(
-        "[registry]\nmodule = \"registry-memory\"\n"
-        "[client]\nmodule = \"client-rpc\"\ntimeout_ms = 5000\n",
+        transport_table(GetParam()) + "[registry]\nmodule = \"registry-memory\"\n" +
+            "[client]\nmodule = \"client-rpc\"\ntimeout_ms = 5000\n",
         {MICRO_KIND_SERVICE});
     ASSERT_NE(stack_, nullptr);
     server_ = micro::Server(stack_->server());
@@ -109,7 +134,7 @@ class Rpc : public ::testing::Test {
   std::vector<std::thread> workers_;  // joined before the service stops
 };
 
-TEST_F(Rpc, TypedClientCallsTheHandlerThroughTheWholeStack) {
+TEST_P(Rpc, TypedClientCallsTheHandlerThroughTheWholeStack) {
   greeter::GreeterClient greeter(client_, "test");
   greeter::Request request;
   request.set_name("John");
@@ -118,38 +143,50 @@ TEST_F(Rpc, TypedClientCallsTheHandlerThroughTheWholeStack) {
   EXPECT_EQ(response.value.msg(), "Hello John");
 }
 
-TEST_F(Rpc, JsonCallReachesTheTypedHandlerAndAnswersInJson) {
+TEST_P(Rpc, CallsTravelOverTheCarriersProtocol) {
+  auto response = call_json("Greeter.Hello", R"({"name":"proto"})");
+  ASSERT_TRUE(response.ok()) << response.error.to_string();
+  const auto it = response.value.header.find("micro-transport-protocol");
+  if (*GetParam().protocol == '\0') {
+    EXPECT_EQ(it, response.value.header.end()) << "plaintext carries no protocol header";
+  } else {
+    ASSERT_NE(it, response.value.header.end()) << "a TLS response names its protocol";
+    EXPECT_EQ(it->second, GetParam().protocol);
+  }
+}
+
+TEST_P(Rpc, JsonCallReachesTheTypedHandlerAndAnswersInJson) {
   auto response = call_json("Greeter.Hello", R"({"name":"John"})");
   ASSERT_TRUE(response.ok()) << response.error.to_string();
   EXPECT_EQ(response.value.body, R"({"msg":"Hello John"})");
 }
 
-TEST_F(Rpc, HandlerErrorReachesTheCallerWithItsCode) {
+TEST_P(Rpc, HandlerErrorReachesTheCallerWithItsCode) {
   auto response = call_json("Greeter.Hello", R"({"name":""})");
   EXPECT_EQ(response.error.code(), 400);
   EXPECT_EQ(response.error.detail(), "name is empty: who is it for?");
 }
 
-TEST_F(Rpc, UnknownEndpointIs404NamingWhatIsServed) {
+TEST_P(Rpc, UnknownEndpointIs404NamingWhatIsServed) {
   auto response = call_json("Greeter.Nope", "{}");
   EXPECT_EQ(response.error.code(), 404);
   EXPECT_NE(response.error.detail().find("Greeter.Hello"), std::string::npos);
 }
 
-TEST_F(Rpc, MalformedBodyIs400) {
+TEST_P(Rpc, MalformedBodyIs400) {
   auto response = call_json("Greeter.Hello", R"({"name":)");
   EXPECT_EQ(response.error.code(), 400);
   EXPECT_NE(response.error.detail().find("greeter.Request"), std::string::npos);
 }
 
-TEST_F(Rpc, HandlerThatThrowsIs500WithItsMessageAndTheServerLives) {
+TEST_P(Rpc, HandlerThatThrowsIs500WithItsMessageAndTheServerLives) {
   auto response = call_json("Test.Throw", "{}");
   EXPECT_EQ(response.error.code(), 500);
   EXPECT_NE(response.error.detail().find("the handler broke"), std::string::npos);
   EXPECT_TRUE(call_json("Greeter.Hello", R"({"name":"again"})").ok());
 }
 
-TEST_F(Rpc, SlowHandlerGivesTheCaller408OnTimeAndLearnsTheCallWasAbandoned) {
+TEST_P(Rpc, SlowHandlerGivesTheCaller408OnTimeAndLearnsTheCallWasAbandoned) {
   const auto start = std::chrono::steady_clock::now();
   auto response = call_json("Test.Slow", "{}", 200);
   const auto took = std::chrono::steady_clock::now() - start;
@@ -159,7 +196,7 @@ TEST_F(Rpc, SlowHandlerGivesTheCaller408OnTimeAndLearnsTheCallWasAbandoned) {
   EXPECT_TRUE(slow_saw_cancel_.snapshot().front()) << "the handler saw reply.cancelled()";
 }
 
-TEST_F(Rpc, ServerStreamYieldsEveryMessageInOrder) {
+TEST_P(Rpc, ServerStreamYieldsEveryMessageInOrder) {
   greeter::GreeterClient greeter(client_, "test");
   greeter::StreamRequest request;
   request.set_name("Ann");
@@ -176,7 +213,7 @@ TEST_F(Rpc, ServerStreamYieldsEveryMessageInOrder) {
   EXPECT_FALSE(end.value.has_value());
 }
 
-TEST_F(Rpc, ClientStreamIsCollectedIntoOneAnswer) {
+TEST_P(Rpc, ClientStreamIsCollectedIntoOneAnswer) {
   greeter::GreeterClient greeter(client_, "test");
   auto writer = greeter.Collect();
   for (const char* name : {"a", "b", "c"}) {
@@ -189,14 +226,15 @@ TEST_F(Rpc, ClientStreamIsCollectedIntoOneAnswer) {
   EXPECT_EQ(response.value.msg(), "Hello a, b, c");
 }
 
-TEST_F(Rpc, BidiStreamCarries100000MessagesEachWayInOrder) {
+TEST_P(Rpc, BidiStreamCarries100000MessagesEachWayInOrder) {
   greeter::GreeterClient greeter(client_, "test");
   auto chat = greeter.Chat();
-  // 100,000 as the issue asks; a sanitizer build runs 20,000 to stay inside the test timeout.
+  // 100,000 as the issue asks over plaintext; a sanitizer build runs a fifth of the carrier's
+  // count to stay inside the test timeout.
 #ifdef MICRO_TEST_SANITIZED
-  constexpr int kCount = 20000;
+  const int kCount = GetParam().bidi_messages / 5;
 #else
-  constexpr int kCount = 100000;
+  const int kCount = GetParam().bidi_messages;
 #endif
   std::thread sender([&] {
     for (int i = 0; i < kCount; ++i) {
@@ -218,7 +256,7 @@ TEST_F(Rpc, BidiStreamCarries100000MessagesEachWayInOrder) {
   EXPECT_EQ(received, kCount);
 }
 
-TEST_F(Rpc, HandlerWrapperRunsAroundTheHandlerAndCanRefuse) {
+TEST_P(Rpc, HandlerWrapperRunsAroundTheHandlerAndCanRefuse) {
   micro::Request request;
   request.service = "test";
   request.endpoint = "Test.Admin";
@@ -235,7 +273,7 @@ TEST_F(Rpc, HandlerWrapperRunsAroundTheHandlerAndCanRefuse) {
   EXPECT_EQ(wrapped_.snapshot().size(), 2u);
 }
 
-TEST_F(Rpc, ClientWrappersRunInOrderAndCanAnswerWithoutCalling) {
+TEST_P(Rpc, ClientWrappersRunInOrderAndCanAnswerWithoutCalling) {
   std::vector<std::string> order;
   std::mutex order_mutex;
   auto log = [&](std::string name) {
@@ -285,5 +323,14 @@ TEST_F(Rpc, ClientWrappersRunInOrderAndCanAnswerWithoutCalling) {
   EXPECT_TRUE(wrapped_.snapshot().empty()) << "the refused call never reached the server";
   EXPECT_TRUE(client_.call(admin).error.code() == 403) << "the unwrapped client is unchanged";
 }
+
+// The TLS + h2 variant's bidi stream is 20,000 messages: the same ordering and flow-control paths
+// as 100,000 (HTTP/2 windows are far smaller than that), at a fifth of the time.
+INSTANTIATE_TEST_SUITE_P(Carriers, Rpc,
+                         ::testing::Values(Carrier{"http1", false, "", 100000},
+                                           Carrier{"tls_h2", true, "h2", 20000}),
+                         [](const ::testing::TestParamInfo<Carrier>& info) {
+                           return std::string(info.param.name);
+                         });
 
 }  // namespace

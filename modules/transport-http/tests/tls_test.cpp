@@ -1,7 +1,8 @@
 // TLS and HTTP/2 over transport-http: verification (right CA, wrong CA, expired certificate,
 // wrong name, plaintext at a TLS port), ALPN's choice of protocol, and HTTP/2 multiplexing
 // (concurrent calls on one connection, a long bidi stream, a cancelled stream beside others),
-// plus curl --http2 against a server socket. Certificates are made per test (certs.hpp).
+// plus curl --http2 against a server socket. Certificates are made per test
+// (micro/testing/tls_certs.hpp).
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -10,7 +11,7 @@
 #include <set>
 #include <thread>
 
-#include "certs.hpp"
+#include "micro/testing/tls_certs.hpp"
 #include "harness.hpp"
 
 namespace {

@@ -1,5 +1,6 @@
 // Test certificates made with OpenSSL's C API in a temp dir: a CA, a server certificate it signs
 // (for localhost and 127.0.0.1), an expired one, and an unrelated CA. EC P-256 keys: fast.
+// Shared by the TLS tests of several modules; a test including it links OpenSSL::Crypto.
 #pragma once
 
 #include <openssl/evp.h>
