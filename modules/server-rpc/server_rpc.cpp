@@ -63,7 +63,10 @@ class RpcServer;
 // is a loop: receive a request, dispatch it, send the answer, receive the next.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(RpcServer& server, micro::Socket socket) : server_(server), socket_(std::move(socket)) {}
+  Connection(RpcServer& server, micro::Socket socket);
+  // Destroys the socket (its pending operations complete first), then tells the server one
+  // connection fewer can call it back.
+  ~Connection();
   void serve_next();
   void send(const micro::Message& message, micro::Done done) { socket_.send(message, std::move(done)); }
   micro::Socket& socket() { return socket_; }
@@ -142,6 +145,15 @@ class RpcServer final : public micro::ServerPlugin {
 
   ~RpcServer() override {
     stop_now();
+    // A connection's callbacks reach this server until the connection is gone (a send that
+    // completes as stop drains may still issue the next recv): wait for the last one, while
+    // the timer thread still runs the releases connection_ended posts.
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (!connections_gone_.wait_for(lock, std::chrono::seconds(30),
+                                      [this] { return live_connections_ == 0; }))
+        log_.error(live_connections_, " connection(s) still alive 30 s after stop");
+    }
     deadlines_.stop();
     work_.reset();
     io_.stop();
@@ -247,6 +259,14 @@ class RpcServer final : public micro::ServerPlugin {
     }
     // Its socket may not be destroyed inside its own callback: release it on the timer thread.
     asio::post(io_, [c = connection]() mutable { c.reset(); });
+  }
+  void connection_created() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++live_connections_;
+  }
+  void connection_destroyed() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--live_connections_ == 0) connections_gone_.notify_all();
   }
   void call_finished() {
     if (in_flight_.fetch_sub(1) == 1) {  // the last: wake a stop waiting for the drain
@@ -361,6 +381,8 @@ class RpcServer final : public micro::ServerPlugin {
 
   std::mutex mutex_;
   std::condition_variable drained_;
+  std::condition_variable connections_gone_;
+  int64_t live_connections_ = 0;  // Connection objects alive (under mutex_)
   bool started_ = false, stopping_ = false;
   std::atomic<int64_t> in_flight_{0};
   // Filled before start and only read after it (handle() refuses later adds): read unlocked.
@@ -374,6 +396,16 @@ class RpcServer final : public micro::ServerPlugin {
   friend class RpcReply;
   friend class ServerStream;
 };
+
+Connection::Connection(RpcServer& server, micro::Socket socket)
+    : server_(server), socket_(std::move(socket)) {
+  server_.connection_created();
+}
+
+Connection::~Connection() {
+  socket_ = micro::Socket{};
+  server_.connection_destroyed();
+}
 
 void Connection::serve_next() {
   auto self = shared_from_this();
