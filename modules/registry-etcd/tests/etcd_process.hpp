@@ -3,6 +3,8 @@
 #pragma once
 
 #include <fcntl.h>
+#include <cstdio>
+#include <cstdlib>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -30,13 +32,14 @@ inline unsigned short free_port() {
 
 // POSTs `body` to `path` on 127.0.0.1:port; returns the status (0: no answer) and body.
 inline std::pair<unsigned, std::string> gateway_post(unsigned short port, const std::string& path,
-                                                     const std::string& body) {
+                                                     const std::string& body,
+                                                     int timeout_s = 5) {
   namespace beast = boost::beast;
   namespace http = beast::http;
   try {
     boost::asio::io_context io;
     beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(5));
+    stream.expires_after(std::chrono::seconds(timeout_s));
     stream.connect({boost::asio::ip::make_address("127.0.0.1"), port});
     http::request<http::string_body> request(http::verb::post, path, 11);
     request.set(http::field::host, "127.0.0.1");
@@ -67,7 +70,8 @@ class EtcdProcess {
   EtcdProcess& operator=(const EtcdProcess&) = delete;
 
   // Starts etcd (same ports and data dir every time; `fresh_data` wipes the data first) and
-  // waits until it answers; false if it does not within 15 s.
+  // waits until it answers; false if it does not within 30 s (a loaded machine under ASan has
+  // been seen to need more than 15 s for a restart), with the tail of etcd's log on stderr.
   bool start(bool fresh_data = false) {
     if (fresh_data) std::system(("rm -rf '" + dir_ + "/data'").c_str());
     const std::string client = "http://127.0.0.1:" + std::to_string(client_port_);
@@ -100,17 +104,25 @@ class EtcdProcess {
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (std::chrono::steady_clock::now() < until) {
-      if (gateway_post(client_port_, "/v3/kv/range", "{\"key\":\"AA==\"}").first == 200)
+      if (gateway_post(client_port_, "/v3/kv/range", "{\"key\":\"AA==\"}", 1).first == 200)
         return true;
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        return false;
+        return start_failed("exited");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));  // bounded wait for startup
     }
+    return start_failed("did not answer within 30 s");
+  }
+
+  // Says why start() failed, with the end of etcd's log, so a failure in CI explains itself.
+  bool start_failed(const std::string& why) const {
+    std::fprintf(stderr, "etcd on 127.0.0.1:%u (peer %u) %s; the end of %s/etcd.log:\n",
+                 unsigned(client_port_), unsigned(peer_port_), why.c_str(), dir_.c_str());
+    std::system(("tail -n 30 '" + dir_ + "/etcd.log' >&2").c_str());
     return false;
   }
 
