@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -42,32 +43,32 @@ class Handler final : public EchoHandler {
   }
 };
 
-// The whole micro stack in this process: one service (server-rpc + client-rpc) whose
-// transport-http runs 2 I/O threads, shared by the server's and the client's connections.
+// The micro stack in this process, laid out as a deployment is: a server stack (service
+// "bench": server-rpc + its own transport-http) and a client stack (client-rpc, selector-default,
+// its own transport-http), meeting through registry-file in a scratch folder. Each transport runs
+// one I/O thread, as the Beast anchor's server and client each do.
 class Micro {
  public:
   bool start(std::string& error) {
-    const std::string toml =
-        "[service]\nname = \"bench\"\n"
-        "[registry]\nmodule = \"registry-memory\"\n"
-        "[transport]\nthreads = 2\n"
-        "[log]\nlevel = \"warn\"\n";
-    auto parsed = micro::host::parse_config(toml, "bench.toml");
-    for (const auto& e : parsed.errors) error += e.to_string() + "\n";
-    if (!parsed.ok()) return false;
-    micro::host::set_log_level(parsed.config.log_level);
-    micro::host::ModuleLoader loader({MICRO_MODULE_OUTPUT_DIR});
-    auto built = micro::host::Stack::build(parsed.config, loader, {MICRO_KIND_SERVICE});
-    for (const auto& e : built.errors) error += e + "\n";
-    if (!built.ok()) return false;
-    stack_ = std::move(built.stack);
-    server_ = micro::Server(stack_->server());
-    client_ = micro::Client(stack_->client());
+    char scratch[] = "/tmp/micro-bench-rpc-XXXXXX";
+    if (mkdtemp(scratch) == nullptr) {
+      error = "mkdtemp failed";
+      return false;
+    }
+    dir_ = scratch;
+    const std::string common = "[registry]\nmodule = \"registry-file\"\npath = \"" + dir_ +
+                               "\"\n[transport]\nthreads = 1\n[log]\nlevel = \"warn\"\n";
+    if (!build("[service]\nname = \"bench\"\n" + common, {MICRO_KIND_SERVICE}, server_stack_,
+               error))
+      return false;
+    if (!build("[service]\nname = \"bench-client\"\n" + common, {MICRO_KIND_CLIENT}, client_stack_, error)) return false;
+    server_ = micro::Server(server_stack_->server());
+    client_ = micro::Client(client_stack_->client());
     if (auto e = RegisterEchoHandler(server_, std::make_shared<Handler>()); !e.ok()) {
       error = e.to_string();
       return false;
     }
-    service_ = micro::ServiceHandle(stack_->service());
+    service_ = micro::ServiceHandle(server_stack_->service());
     if (auto e = service_.start(); !e.ok()) {
       error = e.to_string();
       return false;
@@ -76,12 +77,34 @@ class Micro {
   }
   ~Micro() {
     if (service_.valid()) (void)service_.stop();
+    client_ = micro::Client();
+    client_stack_.reset();
+    service_ = micro::ServiceHandle();
+    server_ = micro::Server();
+    server_stack_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   const micro::Client& client() const { return client_; }
 
  private:
-  std::unique_ptr<micro::host::Stack> stack_;
+  static bool build(const std::string& toml, const std::vector<micro_kind_t>& wanted,
+                    std::unique_ptr<micro::host::Stack>& out, std::string& error) {
+    auto parsed = micro::host::parse_config(toml, "bench.toml");
+    for (const auto& e : parsed.errors) error += e.to_string() + "\n";
+    if (!parsed.ok()) return false;
+    micro::host::set_log_level(parsed.config.log_level);
+    micro::host::ModuleLoader loader({MICRO_MODULE_OUTPUT_DIR});
+    auto built = micro::host::Stack::build(parsed.config, loader, wanted);
+    for (const auto& e : built.errors) error += e + "\n";
+    if (!built.ok()) return false;
+    out = std::move(built.stack);
+    return true;
+  }
+
+  std::string dir_;
+  std::unique_ptr<micro::host::Stack> server_stack_;
+  std::unique_ptr<micro::host::Stack> client_stack_;
   micro::Server server_;  // holds the handlers it was given: alive while the service runs
   micro::Client client_;
   micro::ServiceHandle service_;
