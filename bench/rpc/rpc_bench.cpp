@@ -49,6 +49,13 @@ class Handler final : public EchoHandler {
 // one I/O thread, as the Beast anchor's server and client each do.
 class Micro {
  public:
+  // MICRO_BENCH_TRANSPORT: more [transport] lines (TOML), e.g. TLS files and http2, to measure
+  // other carriers with the same rows.
+  static std::string transport_extra() {
+    const char* extra = std::getenv("MICRO_BENCH_TRANSPORT");
+    return extra != nullptr ? std::string(extra) + "\n" : std::string();
+  }
+
   bool start(std::string& error) {
     char scratch[] = "/tmp/micro-bench-rpc-XXXXXX";
     if (mkdtemp(scratch) == nullptr) {
@@ -57,7 +64,8 @@ class Micro {
     }
     dir_ = scratch;
     const std::string common = "[registry]\nmodule = \"registry-file\"\npath = \"" + dir_ +
-                               "\"\n[transport]\nthreads = 1\n[log]\nlevel = \"warn\"\n";
+                               "\"\n[transport]\nthreads = 1\n" + transport_extra() +
+                               "[log]\nlevel = \"warn\"\n";
     if (!build("[service]\nname = \"bench\"\n" + common, {MICRO_KIND_SERVICE}, server_stack_,
                error))
       return false;

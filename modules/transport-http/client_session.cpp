@@ -68,6 +68,10 @@ class ClientSession final : public SessionCore<Stream> {
   }
 
  private:
+  static constexpr size_t kFirstRead = 16 * 1024;  // a response's first read
+
+  bool steps_inline() const override { return !stream_mode_; }
+
   enum class Exchange { idle, sending, awaiting_response, receiving };
   enum class Request { none, head_sent, ended };
 
@@ -265,33 +269,60 @@ class ClientSession final : public SessionCore<Stream> {
     body_.clear();
   }
 
+  // The response: one read, then Beast's parser over what arrived; a response that came whole
+  // (the usual case) is handled with no further asynchronous step.
   void read_response_head() {
+    if (conn_->buffer.size() > 0) return parse_response_head();
     conn_->tcp_layer().expires_after(read_timeout_);
-    http::async_read_header(
-        conn_->stream, conn_->buffer, reader_->parser(),
-        [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
-          if (ec) {
-            if (may_retry_ && !retried_ && !reader_->parser().got_some() && closed_by_peer(ec) &&
-                !closed_) {
-              recv_waiting_ = true;  // read again once the request is written again
-              return retry();
-            }
-            return fail_exchange(response_error(ec, "waiting for the response"));
-          }
-          const unsigned status = reader_->parser().get().result_int();
-          if (status >= 100 && status < 200 && status != 101) {  // interim (100 Continue): skip
-            new_reader();
-            return read_response_head();
-          }
-          read_body([self, this](const Error& error) {
-            if (!error.ok()) return fail_exchange(error);
-            finish_response();
-          });
+    conn_->stream.async_read_some(
+        conn_->buffer.prepare(kFirstRead),
+        [self = this->shared_from_this(), this](beast::error_code ec, size_t n) {
+          if (ec) return response_head_failed(ec);
+          conn_->buffer.commit(n);
+          parse_response_head();
         });
+  }
+
+  void parse_response_head() {
+    beast::error_code parsed;
+    if (this->parse_buffered(*reader_, body_, parsed)) return on_response_head();
+    if (parsed != http::error::need_more) return response_head_failed(parsed);
+    conn_->tcp_layer().expires_after(read_timeout_);
+    http::async_read_header(conn_->stream, conn_->buffer, reader_->parser(),
+                            [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
+                              if (ec) return response_head_failed(ec);
+                              on_response_head();
+                            });
+  }
+
+  void response_head_failed(const beast::error_code& ec) {
+    if (may_retry_ && !retried_ && !reader_->parser().got_some() && closed_by_peer(ec) &&
+        !closed_) {
+      recv_waiting_ = true;  // read again once the request is written again
+      return retry();
+    }
+    fail_exchange(response_error(ec, "waiting for the response"));
+  }
+
+  void on_response_head() {
+    const unsigned status = reader_->parser().get().result_int();
+    if (status >= 100 && status < 200 && status != 101) {  // interim (100 Continue): skip
+      new_reader();
+      return read_response_head();
+    }
+    read_body([self = this->shared_from_this(), this](const Error& error) {
+      if (!error.ok()) return fail_exchange(error);
+      finish_response();
+    });
   }
 
   // Reads the rest of the response body into body_.
   void read_body(Done then) {
+    if (!reader_->parser().is_done()) {
+      beast::error_code parsed;
+      if (!this->parse_buffered(*reader_, body_, parsed) && parsed != http::error::need_more)
+        return then(response_error(parsed, "reading the response body"));
+    }
     if (reader_->parser().is_done()) return then({});
     conn_->tcp_layer().expires_after(read_timeout_);
     reader_->prepare_body(reader_->next_body_window());
@@ -482,7 +513,7 @@ void dial_with(Runtime& runtime, const std::string& address, const HostPort& tar
     }
   }
   auto session =
-      std::make_shared<Session>(runtime, address, target, options, net::make_strand(runtime.ioc));
+      std::make_shared<Session>(runtime, address, target, options, net::make_strand(runtime.next_context()));
   runtime.sessions.add(session);
   net::post(session->strand(), [session, on_dialed = std::move(on_dialed)]() mutable {
     session->start(std::move(on_dialed));

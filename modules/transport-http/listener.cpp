@@ -76,7 +76,7 @@ class HttpListener::Acceptor : public std::enable_shared_from_this<Acceptor> {
  private:
   void accept() {
     if (!acceptor_.is_open()) return;
-    acceptor_.async_accept(net::make_strand(runtime_.ioc),
+    acceptor_.async_accept(net::make_strand(runtime_.next_context()),
                            [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
                              self->on_accepted(ec, std::move(socket));
                            });

@@ -37,6 +37,8 @@ class ServerSession final : public SessionCore<Stream> {
   enum class Reading { between_requests, unary_body, stream_body, finished };
   enum class Reply { none, head_sent, ended };
 
+  bool steps_inline() const override { return !streaming_; }
+
   // ---- receiving
   void on_recv() override {
     if (closed_) return completions_.recv(close_reason_, std::nullopt);
@@ -76,26 +78,29 @@ class ServerSession final : public SessionCore<Stream> {
   }
 
   void read_head() {
+    beast::error_code parsed;
+    if (this->parse_buffered(*reader_, body_, parsed)) return on_head();
+    if (parsed != http::error::need_more) return head_failed(parsed);
     conn_->tcp_layer().expires_after(rt_.settings.header_timeout);
-    http::async_read_header(
-        conn_->stream, conn_->buffer, reader_->parser(),
-        [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
-          if (ec == http::error::end_of_stream) {
-            reading_ = Reading::finished;
-            return completions_.recv({}, std::nullopt);
-          }
-          if (ec == beast::error::timeout)  // the stream has closed itself: no reply possible
-            return this->fail(Error(408,
-                                    "the request head from " + remote_ +
-                                        " was not complete within " +
-                                        std::to_string(rt_.settings.header_timeout.count()) + " ms",
-                                    kModule));
-          if (is_parse_error(ec)) return reject(parse_error(ec, "request from " + remote_));
-          if (ec)
-            return this->fail(
-                this->failure(ec, "reading a request head", rt_.settings.header_timeout));
-          on_head();
-        });
+    http::async_read_header(conn_->stream, conn_->buffer, reader_->parser(),
+                            [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
+                              if (ec) return head_failed(ec);
+                              on_head();
+                            });
+  }
+
+  void head_failed(const beast::error_code& ec) {
+    if (ec == http::error::end_of_stream) {
+      reading_ = Reading::finished;
+      return completions_.recv({}, std::nullopt);
+    }
+    if (ec == beast::error::timeout)  // the stream has closed itself: no reply possible
+      return this->fail(Error(408,
+                              "the request head from " + remote_ + " was not complete within " +
+                                  std::to_string(rt_.settings.header_timeout.count()) + " ms",
+                              kModule));
+    if (is_parse_error(ec)) return reject(parse_error(ec, "request from " + remote_));
+    this->fail(this->failure(ec, "reading a request head", rt_.settings.header_timeout));
   }
 
   void on_head() {
@@ -128,6 +133,11 @@ class ServerSession final : public SessionCore<Stream> {
   }
 
   void read_body() {
+    if (!reader_->parser().is_done()) {
+      beast::error_code parsed;
+      if (!this->parse_buffered(*reader_, body_, parsed) && parsed != http::error::need_more)
+        return body_failed(parsed);
+    }
     if (reader_->parser().is_done()) return finish_unary();
     conn_->tcp_layer().expires_after(rt_.settings.read_timeout);
     reader_->prepare_body(reader_->next_body_window());
@@ -135,19 +145,19 @@ class ServerSession final : public SessionCore<Stream> {
                      [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
                        reader_->commit_body(body_);
                        if (ec == http::error::need_buffer) return read_body();
-                       if (ec == beast::error::timeout)
-                         return this->fail(Error(
-                             408,
-                             "the request body from " + remote_ + " was not complete within " +
-                                 std::to_string(rt_.settings.read_timeout.count()) + " ms",
-                             kModule));
-                       if (is_parse_error(ec))
-                         return reject(parse_error(ec, "request from " + remote_));
-                       if (ec)
-                         return this->fail(this->failure(ec, "reading a request body",
-                                                         rt_.settings.read_timeout));
+                       if (ec) return body_failed(ec);
                        finish_unary();
                      });
+  }
+
+  void body_failed(const beast::error_code& ec) {
+    if (ec == beast::error::timeout)
+      return this->fail(Error(408,
+                              "the request body from " + remote_ + " was not complete within " +
+                                  std::to_string(rt_.settings.read_timeout.count()) + " ms",
+                              kModule));
+    if (is_parse_error(ec)) return reject(parse_error(ec, "request from " + remote_));
+    this->fail(this->failure(ec, "reading a request body", rt_.settings.read_timeout));
   }
 
   void finish_unary() {

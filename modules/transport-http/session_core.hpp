@@ -6,6 +6,7 @@
 
 #include <array>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -32,8 +33,13 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
 
   ~SessionCore() override { rt_.sessions.remove(this); }
 
+  // From a completion of this connection (its strand, on this thread) a unary exchange's next
+  // step runs at once: no queueing, no trip through the scheduler, no other thread woken. From
+  // anywhere else, and for streams (whose read-ahead would recurse frame after frame), it is
+  // posted to the strand.
   void send(Message message, Done done) override {
     if (refused(completions_.arm_send(done), "send", done)) return;
+    if (in_strand() && steps_inline()) return on_send(std::move(message));
     net::post(strand_, [self = this->shared_from_this(), m = std::move(message)]() mutable {
       self->on_send(std::move(m));
     });
@@ -41,6 +47,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
   void recv(MessageCallback on_message) override {
     const auto armed = completions_.arm_recv(on_message);
     if (armed != Completions::Arm::ok) return on_message(arm_error(armed, "recv"), std::nullopt);
+    if (in_strand() && steps_inline()) return on_recv();
     net::post(strand_, [self = this->shared_from_this()] { self->on_recv(); });
   }
   void close_send(Done done) override {
@@ -87,6 +94,32 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
 
   SessionCore(Runtime& rt, net::any_io_executor strand, std::string peer)
       : rt_(rt), strand_(std::move(strand)), peer_(std::move(peer)) {}
+
+  // On the strand: whether send and recv may run their step at once (see send).
+  virtual bool steps_inline() const = 0;
+  // True on this connection's strand.
+  bool in_strand() const noexcept {
+    const auto* strand = strand_.target<net::strand<net::io_context::executor_type>>();
+    return strand != nullptr && strand->running_in_this_thread();
+  }
+
+  // Parses what the connection's buffer holds into `reader` (the head, or the body into `body`)
+  // without waiting for the socket: a whole message that arrived in one read is handled with no
+  // further asynchronous step. Returns false with `ec` need_more when more must be read.
+  template <bool isRequest>
+  bool parse_buffered(MessageReader<isRequest>& reader, std::string& body, beast::error_code& ec) {
+    ec = {};
+    if (conn_->buffer.size() == 0) {
+      ec = http::error::need_more;
+      return false;
+    }
+    const auto data = conn_->buffer.data();
+    const size_t used = reader.feed(
+        std::string_view(static_cast<const char*>(data.data()), data.size()), false, body, ec);
+    conn_->buffer.consume(used);
+    if (ec) return false;
+    return true;
+  }
 
   // On the strand, one per facade call.
   virtual void on_send(Message message) = 0;

@@ -19,9 +19,11 @@ class HttpTransport final : public TransportPlugin {
   static std::vector<OptionSpec> options() { return Settings::option_specs(); }
 
   explicit HttpTransport(const CreateContext& ctx)
-      : runtime_(std::make_unique<Runtime>(Settings::from(ctx.options()), ctx.logger())),
-        work_(net::make_work_guard(runtime_->ioc)) {
-    for (int i = 0; i < runtime_->settings.threads; ++i) threads_.emplace_back([this] { run(); });
+      : runtime_(std::make_unique<Runtime>(Settings::from(ctx.options()), ctx.logger())) {
+    for (auto& context : runtime_->contexts) {
+      work_.push_back(net::make_work_guard(*context));
+      threads_.emplace_back([this, c = context.get()] { run(*c); });
+    }
   }
 
   // Every socket and listener is gone (the contract); pooled and half-finished connections are
@@ -29,7 +31,7 @@ class HttpTransport final : public TransportPlugin {
   ~HttpTransport() override {
     runtime_->close_pools();
     runtime_->sessions.abort_all();
-    work_.reset();
+    for (auto& work : work_) work.reset();
     for (auto& thread : threads_) thread.join();
   }
 
@@ -44,10 +46,10 @@ class HttpTransport final : public TransportPlugin {
   }
 
  private:
-  void run() noexcept {
+  void run(net::io_context& context) noexcept {
     for (;;) {
       try {
-        runtime_->ioc.run();
+        context.run();
         return;
       } catch (const std::exception& e) {  // a handler threw: log it and keep serving
         runtime_->log.error("transport thread: uncaught exception: ", e.what());
@@ -58,7 +60,7 @@ class HttpTransport final : public TransportPlugin {
   }
 
   std::unique_ptr<Runtime> runtime_;
-  net::executor_work_guard<net::io_context::executor_type> work_;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
 };
 

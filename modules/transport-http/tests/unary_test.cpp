@@ -3,6 +3,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <set>
 #include <thread>
 
 #include "harness.hpp"
@@ -85,6 +86,74 @@ TEST(TransportHttpUnary, AThousandRequestsShareOneKeptAliveConnection) {
     ASSERT_EQ(reply.value->body, body);
   }
   EXPECT_EQ(server.accepts(), 1u);
+}
+
+// The server parses what one read brought without waiting again; requests that arrive in
+// pieces, several in one segment (pipelined), or larger than one read still each get their answer.
+TEST(TransportHttpUnary, RequestsInPiecesPipelinedOrLargerThanOneReadAreEachAnswered) {
+  TransportStack t;
+  TestServer server(t.transport, [](micro::Socket& s) { serve_unary(s, echo, nullptr); });
+  RawClient raw(port_of(server.address()));
+  ASSERT_TRUE(raw.connected());
+  const auto post = [](const std::string& body, bool close) {
+    return "POST /Echo.Call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+           std::string(close ? "Connection: close\r\n" : "") +
+           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  const std::string split = post("{\"piece\":1}", false);
+  const std::string big = "{\"big\":\"" + std::string(100 * 1024, 'x') + "\"}";
+  ASSERT_TRUE(raw.write(split.substr(0, 20)));  // part of the head
+  std::this_thread::sleep_for(30ms);
+  ASSERT_TRUE(raw.write(split.substr(20, split.size() - 25)));  // the head and part of the body
+  std::this_thread::sleep_for(30ms);
+  ASSERT_TRUE(raw.write(split.substr(split.size() - 5)));
+  ASSERT_TRUE(raw.write(post("{\"pipelined\":1}", false) + post("{\"pipelined\":2}", false) +
+                        post(big, true)));
+  ASSERT_TRUE(raw.wait_closed(5s));
+  const std::string& got = raw.received();
+  size_t at = 0;
+  for (const std::string& body :
+       {std::string("{\"piece\":1}"), std::string("{\"pipelined\":1}"),
+        std::string("{\"pipelined\":2}"), big}) {
+    const size_t status = got.find("HTTP/1.1 200", at);
+    ASSERT_NE(status, std::string::npos) << "no answer for " << body.substr(0, 20);
+    const size_t found = got.find(body, status);
+    ASSERT_NE(found, std::string::npos) << "the answer does not echo " << body.substr(0, 20);
+    at = found + body.size();
+  }
+  EXPECT_EQ(got.find("HTTP/1.1", at), std::string::npos) << "more answers than requests";
+}
+
+// Each transport thread runs its own connections: with threads = 4, eight connections are not
+// all served by one thread.
+TEST(TransportHttpUnary, ConnectionsAreSpreadOverTheTransportThreads) {
+  TransportStack t("threads = 4\n");
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  const Handler recording_echo = [&](const Message& request) {  // on the connection's thread
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      threads.insert(std::this_thread::get_id());
+    }
+    return echo(request);
+  };
+  TestServer server(t.transport, [&](micro::Socket& s) { serve_unary(s, recording_echo, nullptr); });
+  std::vector<micro::Socket> sockets;
+  for (int i = 0; i < 8; ++i) {
+    auto dialed = t.transport.dial(server.address());
+    ASSERT_TRUE(dialed.ok()) << dialed.error.to_string();
+    sockets.push_back(std::move(dialed.value));
+  }
+  for (size_t i = 0; i < sockets.size(); ++i) {
+    const std::string body = "{\"n\":" + std::to_string(i) + "}";
+    ASSERT_TRUE(sockets[i].send(request("/Echo.Call", body)).ok());
+    auto reply = sockets[i].recv();
+    ASSERT_TRUE(reply.ok() && reply.value) << reply.error.to_string();
+    EXPECT_EQ(reply.value->body, body);
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  EXPECT_EQ(server.accepts(), 8u);
+  EXPECT_GE(threads.size(), 2u) << "every connection was served by one thread";
 }
 
 TEST(TransportHttpUnary, AThousandDialsReuseOnePooledConnection) {
