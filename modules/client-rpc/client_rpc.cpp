@@ -104,11 +104,11 @@ class Call : public std::enable_shared_from_this<Call> {
  private:
   void attempt();
   void dial(const micro::Node& node);
-  void send(const micro::Node& node, micro::Socket socket);
-  void received(const micro::Node& node, const micro::Error& error,
+  void send(uint32_t attempt, micro::Socket socket);
+  void received(uint32_t attempt, const micro::Error& error,
                 std::optional<micro::Message> response);
-  // A transport failure on `node`: try another node if that is safe, else give up.
-  void failed(const micro::Node& node, micro::Error error, bool request_sent);
+  // A transport failure on this attempt's node: try another node if that is safe, else give up.
+  void failed(uint32_t attempt, micro::Error error, bool request_sent);
   // `reusable`: the exchange completed, so the socket may carry the next call.
   void finish(const micro::Error& error, micro::Message response, bool reusable = false);
   void release_socket();
@@ -126,6 +126,10 @@ class Call : public std::enable_shared_from_this<Call> {
   std::vector<std::string> tried_;
   std::recursive_mutex mutex_;
   bool finished_ = false;
+  // The node of the current attempt (under mutex_; callbacks carry their attempt's number, so
+  // one from an earlier attempt is recognised and ignored).
+  uint32_t attempt_ = 0;
+  std::string node_id_;
   std::string address_;  // of the socket below
   std::unique_ptr<micro::Socket> socket_;
 };
@@ -392,61 +396,81 @@ void Call::attempt() {
 }
 
 void Call::dial(const micro::Node& node) {
-  tried_.push_back(node.id);
+  uint32_t attempt = 0;
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    tried_.push_back(node.id);
+    attempt = ++attempt_;
+    node_id_ = node.id;
+    address_ = node.address;
+  }
   std::vector<std::unique_ptr<micro::Socket>> stale;
   std::unique_ptr<micro::Socket> idle = client_.idle_.take(node.address, timeout_ms_, stale);
   client_.release(std::move(stale));
-  if (idle != nullptr) return send(node, std::move(*idle));
+  if (idle != nullptr) return send(attempt, std::move(*idle));
   // Dialed with the whole call's timeout, so that later calls with the same timeout can reuse
   // the socket; this call's own deadline still ends it in time.
   micro::DialOptions dial;
   dial.timeout_ms = timeout_ms_;
-  client_.transport_.dial(node.address, dial, [self = shared_from_this(), node](
+  client_.transport_.dial(node.address, dial, [self = shared_from_this(), attempt](
                                                   const micro::Error& error, micro::Socket socket) {
-    if (!error.ok()) return self->failed(node, error, false);
-    self->send(node, std::move(socket));
+    if (!error.ok()) return self->failed(attempt, error, false);
+    self->send(attempt, std::move(socket));
   });
 }
 
 // Socket operations happen under the call's mutex and only while the call is unfinished, so a
 // deadline that finishes the call never races a completion still using the socket. The mutex is
 // recursive because a transport may complete an operation inline.
-void Call::send(const micro::Node& node, micro::Socket socket) {
+void Call::send(uint32_t attempt, micro::Socket socket) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (finished_) return client_.release(std::move(socket));
-  address_ = node.address;
+  if (finished_ || attempt != attempt_) return client_.release(std::move(socket));
   socket_ = std::make_unique<micro::Socket>(std::move(socket));
   micro::Message message = client_.request_message(request_, remaining_ms());
   message.header["micro-id"] = call_id_;
-  socket_->send(message, [self = shared_from_this(), node](const micro::Error& error) {
+  socket_->send(message, [self = shared_from_this(), attempt](const micro::Error& error) {
     std::lock_guard<std::recursive_mutex> lock(self->mutex_);
-    if (self->finished_ || self->socket_ == nullptr) return;
-    if (!error.ok()) return self->failed(node, error, true);
-    self->socket_->recv([self, node](const micro::Error& error,
-                                     std::optional<micro::Message> response) {
-      self->received(node, error, std::move(response));
+    if (self->finished_ || self->socket_ == nullptr || attempt != self->attempt_) return;
+    if (!error.ok()) return self->failed(attempt, error, true);
+    self->socket_->recv([self, attempt](const micro::Error& error,
+                                        std::optional<micro::Message> response) {
+      self->received(attempt, error, std::move(response));
     });
   });
 }
 
-void Call::received(const micro::Node& node, const micro::Error& error,
+void Call::received(uint32_t attempt, const micro::Error& error,
                     std::optional<micro::Message> response) {
+  std::string node_id, address;
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    if (attempt != attempt_) return;  // an earlier attempt's socket, already given up
+    node_id = node_id_;
+    address = address_;
+  }
   if (!error.ok() || !response)
-    return failed(node, error.ok() ? micro::Error::unavailable(node.address + " closed the "
-                                                               "connection without answering")
-                                   : error,
+    return failed(attempt, error.ok() ? micro::Error::unavailable(address + " closed the "
+                                                                  "connection without answering")
+                                      : error,
                   true);
-  client_.selector_.mark(request_.service, node.id, {});  // the node answered: it is alive
+  client_.selector_.mark(request_.service, node_id, {});  // the node answered: it is alive
   const std::string status = micro::header_value(*response, ":status");
   if (status == "200") return finish({}, std::move(*response), true);
   // A handler's own error is never retried: it answered.
   finish(RpcClient::response_error(*response, status), {}, true);
 }
 
-void Call::failed(const micro::Node& node, micro::Error error, bool request_sent) {
+void Call::failed(uint32_t attempt, micro::Error error, bool request_sent) {
   if (error.id().empty()) error.with_id("client-rpc");
   if (error.code() == MICRO_CODE_CLIENT_CLOSED) return;  // our own deadline closed it
-  client_.selector_.mark(request_.service, node.id, error);
+  std::string node_id, address;
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    if (attempt != attempt_) return;  // an earlier attempt's socket, already given up
+    node_id = node_id_;
+    address = address_;
+  }
+  client_.selector_.mark(request_.service, node_id, error);
   release_socket();
   bool retry = false;
   uint32_t attempt_number = 0;
@@ -461,9 +485,9 @@ void Call::failed(const micro::Node& node, micro::Error error, bool request_sent
   }
   if (!retry) return finish(error, {});
   client_.log_.debug("retrying ", request_.endpoint, " of ", request_.service, " after ",
-                     error.to_string(), " on ", node.address);
+                     error.to_string(), " on ", address);
   const auto backoff = std::chrono::milliseconds(client_.backoff_ms_ * attempt_number);
-  if (backoff.count() == 0) return attempt();
+  if (backoff.count() == 0) return this->attempt();
   auto timer = std::make_shared<asio::steady_timer>(client_.io_, backoff);
   timer->async_wait([self = shared_from_this(), timer](const boost::system::error_code& ec) {
     if (!ec) self->attempt();

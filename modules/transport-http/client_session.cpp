@@ -27,7 +27,7 @@ class ClientSession final : public SessionCore<Stream> {
 
  public:
   ClientSession(Runtime& rt, std::string address, HostPort target, const DialOptions& options,
-                net::any_io_executor strand)
+                Strand strand)
       : Core(rt, strand, "connection to " + address),
         address_(std::move(address)),
         target_(std::move(target)),
@@ -529,7 +529,7 @@ void dial_http(Runtime& runtime, const std::string& address, const DialOptions& 
     return on_dialed(
         Error::bad_request("dial: '" + address + "' is not host:port").with_id(kModule), nullptr);
   if (!runtime.tls_client)
-    return dial_with<beast::tcp_stream>(runtime, address, target, options, std::move(on_dialed));
+    return dial_with<TcpStream>(runtime, address, target, options, std::move(on_dialed));
   // TLS: a live HTTP/2 connection to the address carries the socket, else a new connection
   // (which becomes that HTTP/2 connection when ALPN settles h2).
   if (!runtime.settings.http2)

@@ -169,7 +169,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
   const std::string local;
   const std::string remote;
   const std::string peer;  // for errors: "connection to X" / "connection from X"
-  const net::any_io_executor strand;
+  const Strand strand;
 
  private:
   DeliverSocket deliver_;

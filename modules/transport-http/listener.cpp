@@ -77,12 +77,12 @@ class HttpListener::Acceptor : public std::enable_shared_from_this<Acceptor> {
   void accept() {
     if (!acceptor_.is_open()) return;
     acceptor_.async_accept(net::make_strand(runtime_.next_context()),
-                           [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                           [self = shared_from_this()](beast::error_code ec, TcpStream::socket_type socket) {
                              self->on_accepted(ec, std::move(socket));
                            });
   }
 
-  void on_accepted(beast::error_code ec, tcp::socket socket) {
+  void on_accepted(beast::error_code ec, TcpStream::socket_type socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {  // out of descriptors, or the like: say so and try again shortly
       runtime_.log.warn("accept failed: ", ec.message(), "; retrying in 100 ms");
@@ -97,7 +97,7 @@ class HttpListener::Acceptor : public std::enable_shared_from_this<Acceptor> {
       return accept();
     }
     auto accepted = std::make_unique<HttpSocket>(
-        make_server_session(runtime_, beast::tcp_stream(std::move(socket))));
+        make_server_session(runtime_, TcpStream(std::move(socket))));
     runtime_.log.trace("accepted ", accepted->remote_address());
     gate_.run([&] { on_accept_({}, std::move(accepted)); });
     accept();  // the next, once this one is handed over: one on_accept at a time
@@ -115,13 +115,13 @@ class HttpListener::Acceptor : public std::enable_shared_from_this<Acceptor> {
   // within header_timeout. Plaintext HTTP gets a plaintext 400 that says so; a failed handshake
   // is logged and closed. Then ALPN decides: an HTTP/2 connection hands each of its streams to
   // on_accept as a socket, an HTTP/1.1 one is a socket.
-  void start_tls(tcp::socket socket) {
+  void start_tls(TcpStream::socket_type socket) {
     beast::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
     const auto endpoint = socket.remote_endpoint(ec);
     const std::string peer = ec ? std::string("an unknown peer") : to_string(endpoint);
     auto conn = std::make_shared<Connection<TlsStream>>(
-        TlsStream(beast::tcp_stream(std::move(socket)), *runtime_.tls_server));
+        TlsStream(TcpStream(std::move(socket)), *runtime_.tls_server));
     conn->tcp_layer().expires_after(runtime_.settings.header_timeout);
     conn->tcp_layer().async_read_some(
         conn->buffer.prepare(4096),

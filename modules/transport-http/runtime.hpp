@@ -104,7 +104,7 @@ struct Runtime {
   const Settings settings;
   const Logger log;
   SessionRegistry sessions;
-  ConnectionPool<beast::tcp_stream> pool;
+  ConnectionPool<TcpStream> pool;
   // TLS: the contexts (null when not configured), HTTP/1.1 connections, HTTP/2 connections.
   std::unique_ptr<net::ssl::context> tls_client;
   std::unique_ptr<net::ssl::context> tls_server;

@@ -338,7 +338,7 @@ std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, Stream stream
   return session;
 }
 
-template std::shared_ptr<SessionBase> make_server_session(Runtime&, beast::tcp_stream);
+template std::shared_ptr<SessionBase> make_server_session(Runtime&, TcpStream);
 template std::shared_ptr<SessionBase> make_server_session(Runtime&, TlsStream);
 
 }  // namespace micro::transport_http

@@ -78,7 +78,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     done.wait();
   }
   // The connection's strand: every state change of the session happens there.
-  const net::any_io_executor& strand() const noexcept { return strand_; }
+  const Strand& strand() const noexcept { return strand_; }
 
   void abort() override {
     net::post(strand_, [self = this->shared_from_this()] {
@@ -92,16 +92,13 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
   using WriteStart = std::function<void(WriteHandler)>;
   using WriteThen = std::function<void(beast::error_code)>;
 
-  SessionCore(Runtime& rt, net::any_io_executor strand, std::string peer)
+  SessionCore(Runtime& rt, Strand strand, std::string peer)
       : rt_(rt), strand_(std::move(strand)), peer_(std::move(peer)) {}
 
   // On the strand: whether send and recv may run their step at once (see send).
   virtual bool steps_inline() const = 0;
   // True on this connection's strand.
-  bool in_strand() const noexcept {
-    const auto* strand = strand_.target<net::strand<net::io_context::executor_type>>();
-    return strand != nullptr && strand->running_in_this_thread();
-  }
+  bool in_strand() const noexcept { return strand_.running_in_this_thread(); }
 
   // Parses what the connection's buffer holds into `reader` (the head, or the body into `body`)
   // without waiting for the socket: a whole message that arrived in one read is handled with no
@@ -269,7 +266,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
   static constexpr size_t kOutboxLimit = 256 * 1024;
 
   Runtime& rt_;
-  const net::any_io_executor strand_;
+  const Strand strand_;
   const std::string peer_;  // "connection to X" / "connection from X", for errors
   Completions completions_;
   std::unique_ptr<Conn> conn_;
