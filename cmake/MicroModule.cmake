@@ -1,9 +1,15 @@
-# micro_add_module(NAME SOURCES... [LIBRARIES libs...])
+# micro_add_module(NAME [RESIDENT] SOURCES... [LIBRARIES libs...])
 #
 # Builds a micro module: a shared library named NAME.so (no "lib" prefix, so the file, the folder
 # and the TOML name all read the same) that exports only `micro_module_entry`.
+#
+# RESIDENT: once loaded, the module stays mapped until the process ends (-z nodelete). Use it for
+# a module that compiles generated protobuf code (protobuf_generate): the generated code registers
+# its descriptors in libprotobuf's global pool when the module loads and nothing takes them out
+# when it is unloaded, so loading it again in the same process (a second stack, a reloaded
+# config) would abort in libprotobuf ("File already exists in database").
 function(micro_add_module name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;LIBRARIES" ${ARGN})
+  cmake_parse_arguments(ARG "RESIDENT" "" "SOURCES;LIBRARIES" ${ARGN})
   if(NOT ARG_SOURCES)
     set(ARG_SOURCES ${ARG_UNPARSED_ARGUMENTS})
   endif()
@@ -32,5 +38,8 @@ function(micro_add_module name)
   if(NOT APPLE AND NOT WIN32)
     target_link_options(${name} PRIVATE
       "LINKER:--version-script=${MICRO_MODULE_MAP}" "LINKER:--exclude-libs,ALL" "LINKER:--no-undefined")
+    if(ARG_RESIDENT)
+      target_link_options(${name} PRIVATE "LINKER:-z,nodelete")
+    endif()
   endif()
 endfunction()

@@ -264,6 +264,18 @@ TEST_F(RegistryConsulTest, WatchOfEveryServiceSeesNodesOfNewServices) {
   EXPECT_TRUE(events.wait_for(has_event(RegistryEventType::remove, "a-1")));
 }
 
+// The module compiles generated protobuf code, so it is RESIDENT (micro_add_module): a second
+// stack after the first is gone loads it again without libprotobuf aborting.
+TEST(RegistryConsulModule, LoadsAgainInTheSameProcessAfterItsStackIsGone) {
+  for (int round = 0; round < 2; ++round) {
+    auto stack = micro::testing::require_stack(
+        "[registry]\nmodule = \"registry-consul\"\naddress = \"127.0.0.1:1\"\n",
+        {MICRO_KIND_REGISTRY});
+    ASSERT_NE(stack, nullptr) << "round " << round;
+    EXPECT_NE(stack->find(MICRO_KIND_REGISTRY), nullptr);
+  }
+}
+
 TEST(RegistryConsulOptions, TokenIsSentAsXConsulTokenAndAWrongOneIsRefused) {
   ConsulDouble::Options options;
   options.token = "s3cret";
