@@ -284,15 +284,9 @@ class ClientSession final : public SessionCore<Stream> {
   }
 
   void parse_response_head() {
-    beast::error_code parsed;
-    if (this->parse_buffered(*reader_, body_, parsed)) return on_response_head();
-    if (parsed != http::error::need_more) return response_head_failed(parsed);
-    conn_->tcp_layer().expires_after(read_timeout_);
-    http::async_read_header(conn_->stream, conn_->buffer, reader_->parser(),
-                            [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
-                              if (ec) return response_head_failed(ec);
-                              on_response_head();
-                            });
+    this->read_message_head(
+        *reader_, body_, read_timeout_, [this] { on_response_head(); },
+        [this](const beast::error_code& ec) { response_head_failed(ec); });
   }
 
   void response_head_failed(const beast::error_code& ec) {
@@ -318,21 +312,11 @@ class ClientSession final : public SessionCore<Stream> {
 
   // Reads the rest of the response body into body_.
   void read_body(Done then) {
-    if (!reader_->parser().is_done()) {
-      beast::error_code parsed;
-      if (!this->parse_buffered(*reader_, body_, parsed) && parsed != http::error::need_more)
-        return then(response_error(parsed, "reading the response body"));
-    }
-    if (reader_->parser().is_done()) return then({});
-    conn_->tcp_layer().expires_after(read_timeout_);
-    reader_->prepare_body(reader_->next_body_window());
-    http::async_read(conn_->stream, conn_->buffer, reader_->parser(),
-                     [self = this->shared_from_this(), this, then](beast::error_code ec, size_t) {
-                       reader_->commit_body(body_);
-                       if (ec == http::error::need_buffer) return read_body(then);
-                       if (ec) return then(response_error(ec, "reading the response body"));
-                       then({});
-                     });
+    this->read_body_into(
+        *reader_, body_, read_timeout_, [then] { then({}); },
+        [this, then](const beast::error_code& ec) {
+          then(response_error(ec, "reading the response body"));
+        });
   }
 
   Error response_error(const beast::error_code& ec, std::string_view doing) const {

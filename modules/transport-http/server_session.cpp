@@ -78,15 +78,9 @@ class ServerSession final : public SessionCore<Stream> {
   }
 
   void read_head() {
-    beast::error_code parsed;
-    if (this->parse_buffered(*reader_, body_, parsed)) return on_head();
-    if (parsed != http::error::need_more) return head_failed(parsed);
-    conn_->tcp_layer().expires_after(rt_.settings.header_timeout);
-    http::async_read_header(conn_->stream, conn_->buffer, reader_->parser(),
-                            [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
-                              if (ec) return head_failed(ec);
-                              on_head();
-                            });
+    this->read_message_head(
+        *reader_, body_, rt_.settings.header_timeout, [this] { on_head(); },
+        [this](const beast::error_code& ec) { head_failed(ec); });
   }
 
   void head_failed(const beast::error_code& ec) {
@@ -133,21 +127,9 @@ class ServerSession final : public SessionCore<Stream> {
   }
 
   void read_body() {
-    if (!reader_->parser().is_done()) {
-      beast::error_code parsed;
-      if (!this->parse_buffered(*reader_, body_, parsed) && parsed != http::error::need_more)
-        return body_failed(parsed);
-    }
-    if (reader_->parser().is_done()) return finish_unary();
-    conn_->tcp_layer().expires_after(rt_.settings.read_timeout);
-    reader_->prepare_body(reader_->next_body_window());
-    http::async_read(conn_->stream, conn_->buffer, reader_->parser(),
-                     [self = this->shared_from_this(), this](beast::error_code ec, size_t) {
-                       reader_->commit_body(body_);
-                       if (ec == http::error::need_buffer) return read_body();
-                       if (ec) return body_failed(ec);
-                       finish_unary();
-                     });
+    this->read_body_into(
+        *reader_, body_, rt_.settings.read_timeout, [this] { finish_unary(); },
+        [this](const beast::error_code& ec) { body_failed(ec); });
   }
 
   void body_failed(const beast::error_code& ec) {

@@ -118,6 +118,49 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     return true;
   }
 
+  // Reads a message's head into `reader`: from what the buffer holds, else with Beast's
+  // asynchronous read within `timeout`. Then `on_head()`, or `failed(ec)`.
+  template <bool isRequest, class OnHead, class Failed>
+  void read_message_head(MessageReader<isRequest>& reader, std::string& body, Millis timeout,
+                 OnHead on_head, Failed failed) {
+    beast::error_code parsed;
+    if (parse_buffered(reader, body, parsed)) return on_head();
+    if (parsed != http::error::need_more) return failed(parsed);
+    conn_->tcp_layer().expires_after(timeout);
+    http::async_read_header(conn_->stream, conn_->buffer, reader.parser(),
+                            [self = this->shared_from_this(), on_head = std::move(on_head),
+                             failed = std::move(failed)](beast::error_code ec, size_t) {
+                              if (ec) return failed(ec);
+                              on_head();
+                            });
+  }
+
+  // Reads the rest of a unary message's body into `body`: what the buffer holds, then Beast's
+  // asynchronous reads (each within `timeout`). Then `done()`, or `failed(ec)`.
+  template <bool isRequest, class Done_, class Failed>
+  void read_body_into(MessageReader<isRequest>& reader, std::string& body, Millis timeout,
+                      Done_ done, Failed failed) {
+    if (!reader.parser().is_done()) {
+      beast::error_code parsed;
+      if (!parse_buffered(reader, body, parsed) && parsed != http::error::need_more)
+        return failed(parsed);
+    }
+    if (reader.parser().is_done()) return done();
+    conn_->tcp_layer().expires_after(timeout);
+    reader.prepare_body(reader.next_body_window());
+    http::async_read(conn_->stream, conn_->buffer, reader.parser(),
+                     [self = this->shared_from_this(), this, &reader, &body, timeout,
+                      done = std::move(done),
+                      failed = std::move(failed)](beast::error_code ec, size_t) mutable {
+                       reader.commit_body(body);
+                       if (ec == http::error::need_buffer)
+                         return read_body_into(reader, body, timeout, std::move(done),
+                                               std::move(failed));
+                       if (ec) return failed(ec);
+                       done();
+                     });
+  }
+
   // On the strand, one per facade call.
   virtual void on_send(Message message) = 0;
   virtual void on_recv() = 0;
