@@ -90,7 +90,7 @@ void set_result(wire::Result& out, const Error& error, bool gone) {
 
 Error decode_results(std::string_view body, size_t count, std::vector<Error>& errors,
                      std::vector<bool>& gone) {
-  wire::Results results;
+  thread_local wire::Results results;  // reused: its results stay allocated
   if (body.size() > static_cast<size_t>(INT32_MAX) ||
       !results.ParseFromArray(body.data(), static_cast<int>(body.size())))
     return Error(502, std::string("the subscriber's answer to a batch is not ") + kBatchType +

@@ -122,9 +122,22 @@ using Completion = std::function<void(const micro::Error&, bool try_next)>;
 
 // What one publish asks of one batch subscriber, waiting in its outbox.
 struct Outgoing {
-  std::shared_ptr<const micro::Message> message;
-  Completion done;  // try_next: not reached or gone (a queue group tries another member)
-  size_t bytes = 0;  // micro::broker_http::batch_bytes(*message)
+  // The message: its own copy when it goes to one subscriber, else shared by its deliveries.
+  micro::Message own;
+  std::shared_ptr<const micro::Message> shared;
+  // Told the result: `done` (try_next: not reached or gone, so a queue group tries another
+  // member) or, when empty, `finish` (the publisher's own callback: one plain subscriber).
+  Completion done;
+  micro::Done finish;
+  size_t bytes = 0;  // micro::broker_http::batch_bytes(message())
+
+  const micro::Message& message() const { return shared ? *shared : own; }
+  void complete(const micro::Error& error, bool try_next) {
+    if (done)
+      done(error, try_next);
+    else
+      finish(error);
+  }
 };
 
 // The messages on their way to one subscriber that takes batches: a FIFO, one POST in flight;
@@ -138,6 +151,9 @@ struct Outbox {
   size_t max_bytes = 0;  // for the messages of one batch; halved after a 413
   std::deque<Outgoing> queue;  // not sent yet
   bool busy = false;  // a POST is in flight; the queue is empty whenever this is false
+  // Used by whoever sends the next batch (one at a time: `busy`), so its messages and their
+  // strings are allocated once and reused.
+  micro::broker_http::wire::Batch encoder;
 };
 
 // A subscriber as the publisher's cache knows it.
@@ -446,6 +462,8 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> response_;
+  std::shared_ptr<micro::broker_http::wire::Batch> batch_;  // reused by each batch request
+  std::shared_ptr<micro::broker_http::wire::Results> results_;
 };
 
 class HttpBroker final : public micro::BrokerPlugin {
@@ -553,8 +571,11 @@ class HttpBroker final : public micro::BrokerPlugin {
     if (topic.empty()) return done(micro::Error::bad_request("publish: the topic is empty"));
     if (!micro::broker_http::header_is_utf8(message))
       return done(micro::Error::bad_request("the message's header is not valid UTF-8"));
-    if (micro::Error e = refresh_cache(); !e.ok()) return done(e);
-    const std::shared_ptr<const Route> route = route_of(topic);
+    std::shared_ptr<const Route> route = cached_route(topic);  // the usual case: one lock
+    if (!route) {
+      if (micro::Error e = refresh_cache(); !e.ok()) return done(e);
+      route = route_of(topic);
+    }
     if (route->everyone.empty() && route->groups.empty()) {
       bool first = false;
       {
@@ -569,6 +590,16 @@ class HttpBroker final : public micro::BrokerPlugin {
       std::lock_guard<std::mutex> lock(cache_mutex_);
       unheard_.erase(topic);
       has_unheard_ = !unheard_.empty();
+    }
+    const size_t deliveries_count = route->everyone.size() + route->groups.size();
+    if (deliveries_count == 1 && route->everyone.size() == 1 && route->everyone[0]->outbox) {
+      // One plain subscriber taking batches (the common case): the message and the publisher's
+      // callback go into its outbox as they are.
+      Outgoing item;
+      item.bytes = micro::broker_http::batch_bytes(message);
+      item.own = std::move(message);
+      item.finish = std::move(done);
+      return enqueue(route->everyone[0]->outbox, std::move(item));
     }
     Payload payload;
     payload.message = std::make_shared<const micro::Message>(std::move(message));
@@ -687,7 +718,8 @@ class HttpBroker final : public micro::BrokerPlugin {
   // at a time as every delivery to a subscription); answers one result per message through
   // `session`.
   void deliver_batch(const std::shared_ptr<Session>& session, const std::string& id,
-                     std::shared_ptr<micro::broker_http::wire::Batch> batch, bool keep_alive) {
+                     std::shared_ptr<const micro::broker_http::wire::Batch> batch,
+                     std::shared_ptr<micro::broker_http::wire::Results> results, bool keep_alive) {
     std::shared_ptr<Sub> sub;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -700,15 +732,15 @@ class HttpBroker final : public micro::BrokerPlugin {
                                                        sub->topic + "', not '" +
                                                        batch->topic() + "'"),
                              keep_alive);
-    net::post(*handlers_, [this, session, sub, batch = std::move(batch), keep_alive] {
-      micro::broker_http::wire::Results results;
-      results.mutable_results()->Reserve(batch->messages_size());
+    net::post(*handlers_, [this, session, sub, batch = std::move(batch),
+                           results = std::move(results), keep_alive] {
+      results->Clear();
       micro::Message message;  // reused: its header and body keep their storage
       {
         std::lock_guard<std::mutex> lock(sub->run_mutex);
         sub->running = std::this_thread::get_id();
         for (const auto& envelope : batch->messages()) {
-          auto* result = results.add_results();
+          auto* result = results->add_results();
           if (!sub->active) {  // unsubscribed from a handler of this batch
             micro::broker_http::set_result(*result, gone(sub->node_id), true);
             continue;
@@ -721,7 +753,7 @@ class HttpBroker final : public micro::BrokerPlugin {
         }
         sub->running = std::thread::id();
       }
-      session->answer_batch(results.SerializeAsString(), keep_alive);
+      session->answer_batch(results->SerializeAsString(), keep_alive);
     });
   }
 
@@ -1031,6 +1063,14 @@ class HttpBroker final : public micro::BrokerPlugin {
     return box;
   }
 
+  // The route of `topic` when the cache is current and has it made; else null.
+  std::shared_ptr<const Route> cached_route(const std::string& topic) {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (!cache_ready_ || !watched_) return nullptr;
+    auto it = routes_.find(topic);
+    return it == routes_.end() ? nullptr : it->second;
+  }
+
   // The subscribers of `topic`, made from the cache once per change of it.
   std::shared_ptr<const Route> route_of(const std::string& topic) {
     std::lock_guard<std::mutex> lock(cache_mutex_);
@@ -1089,7 +1129,7 @@ class HttpBroker final : public micro::BrokerPlugin {
     if (target->outbox) {
       Outgoing item;
       item.bytes = micro::broker_http::batch_bytes(*payload.message);
-      item.message = payload.message;
+      item.shared = payload.message;
       item.done = std::move(done);
       return enqueue(target->outbox, std::move(item));
     }
@@ -1154,14 +1194,15 @@ class HttpBroker final : public micro::BrokerPlugin {
   }
 
   void send_batch(const std::shared_ptr<Outbox>& box, std::vector<Outgoing> batch) {
-    micro::broker_http::wire::Batch body;
+    micro::broker_http::wire::Batch& body = box->encoder;  // ours until this batch is answered
+    body.Clear();
     body.set_topic(box->topic);
-    body.mutable_messages()->Reserve(static_cast<int>(batch.size()));
-    for (const auto& item : batch) micro::broker_http::add_to_batch(body, *item.message);
+    for (const auto& item : batch) micro::broker_http::add_to_batch(body, item.message());
+    std::string bytes = body.SerializeAsString();
     auto sent = std::make_shared<std::vector<Outgoing>>(std::move(batch));
     auto exchange = std::make_shared<Exchange>(
         *ioc_, pool_, box->address, box->target, micro::broker_http::kBatchType,
-        body.SerializeAsString(), std::chrono::milliseconds(settings_.publish_timeout_ms),
+        std::move(bytes), std::chrono::milliseconds(settings_.publish_timeout_ms),
         box->secure || settings_.tls.client ? tls_client_.get() : nullptr, settings_.tls,
         [this, box, sent](const micro::Error& transport, unsigned status,
                           const micro::Metadata& header, std::string reply) {
@@ -1235,9 +1276,9 @@ class HttpBroker final : public micro::BrokerPlugin {
       }
     }
     if (!following.empty()) send_batch(box, std::move(following));
-    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(errors[i], next[i]);
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].complete(errors[i], next[i]);
     for (auto& item : abandoned)
-      item.done(micro::Error(499, "the broker was destroyed before the delivery to " +
+      item.complete(micro::Error(499, "the broker was destroyed before the delivery to " +
                                       box->address + " ended"),
                 false);
   }
@@ -1381,10 +1422,15 @@ void Session::on_read(beast::error_code ec) {
     return answer(micro::Error::bad_request("the request names no subscription (?id=...)"),
                   keep_alive);
   if (kind == micro::broker_http::BodyKind::batch) {
-    auto batch = std::make_shared<micro::broker_http::wire::Batch>();
-    error = micro::broker_http::decode_batch(request.body(), *batch);
+    // One batch at a time per connection (the next request is read once this one is answered),
+    // so the connection keeps its batch and results objects and their storage for the next.
+    if (!batch_) {
+      batch_ = std::make_shared<micro::broker_http::wire::Batch>();
+      results_ = std::make_shared<micro::broker_http::wire::Results>();
+    }
+    error = micro::broker_http::decode_batch(request.body(), *batch_);
     if (!error.ok()) return answer(error, keep_alive);
-    return broker_.deliver_batch(shared_from_this(), id, std::move(batch), keep_alive);
+    return broker_.deliver_batch(shared_from_this(), id, batch_, results_, keep_alive);
   }
   micro::Message message;
   std::string topic;
