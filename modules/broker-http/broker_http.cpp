@@ -25,7 +25,6 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -149,8 +148,12 @@ struct Outbox {
   size_t limit = 0;  // the subscriber's request limit as it advertised it (or the default)
   std::mutex mutex;
   size_t max_bytes = 0;  // for the messages of one batch; halved after a 413
-  std::deque<Outgoing> queue;  // not sent yet
-  bool busy = false;  // a POST is in flight; the queue is empty whenever this is false
+  // Not sent yet: queue[head..]. A vector rather than a deque so that a batch taking everything
+  // takes the vector itself (no per-message allocation or move).
+  std::vector<Outgoing> queue;
+  size_t head = 0;
+  size_t queued_bytes = 0;  // of queue[head..]
+  bool busy = false;  // a POST is in flight; nothing is queued whenever this is false
   // Used by whoever sends the next batch (one at a time: `busy`), so its messages and their
   // strings are allocated once and reused.
   micro::broker_http::wire::Batch encoder;
@@ -1170,6 +1173,7 @@ class HttpBroker final : public micro::BrokerPlugin {
     std::vector<Outgoing> batch;
     {
       std::lock_guard<std::mutex> lock(box->mutex);
+      box->queued_bytes += item.bytes;
       box->queue.push_back(std::move(item));
       if (box->busy) return;  // it goes with the next batch, when the one in flight answers
       box->busy = true;
@@ -1181,15 +1185,30 @@ class HttpBroker final : public micro::BrokerPlugin {
   // Moves the next batch out of the queue: in order, at least one message, then as many as fit
   // max_batch_messages and the byte limit.
   void take_batch(Outbox& box, std::vector<Outgoing>& out) const {  // under box.mutex
+    const size_t waiting = box.queue.size() - box.head;
+    const size_t most_messages = static_cast<size_t>(settings_.max_batch_messages);
+    if (box.head == 0 && waiting <= most_messages && box.queued_bytes <= box.max_bytes) {
+      out.swap(box.queue);  // all of it (the usual case)
+      box.queue.reserve(out.size());
+      box.queued_bytes = 0;
+      return;
+    }
     size_t bytes = 0;
-    const size_t most = std::min(box.queue.size(), static_cast<size_t>(settings_.max_batch_messages));
-    out.reserve(most);
-    while (out.size() < most) {
-      Outgoing& next = box.queue.front();
+    out.reserve(std::min(waiting, most_messages));
+    while (box.head < box.queue.size() && out.size() < most_messages) {
+      Outgoing& next = box.queue[box.head];
       if (!out.empty() && bytes + next.bytes > box.max_bytes) break;
       bytes += next.bytes;
       out.push_back(std::move(next));
-      box.queue.pop_front();
+      ++box.head;
+    }
+    box.queued_bytes -= bytes;
+    if (box.head == box.queue.size()) {
+      box.queue.clear();
+      box.head = 0;
+    } else if (box.head >= 1024 && box.head * 2 >= box.queue.size()) {  // drop what was sent
+      box.queue.erase(box.queue.begin(), box.queue.begin() + static_cast<ptrdiff_t>(box.head));
+      box.head = 0;
     }
   }
 
@@ -1253,7 +1272,7 @@ class HttpBroker final : public micro::BrokerPlugin {
     }
 
     std::vector<Outgoing> following;
-    std::deque<Outgoing> abandoned;
+    std::vector<Outgoing> abandoned;
     {
       std::lock_guard<std::mutex> lock(box->mutex);
       if (split) {
@@ -1262,14 +1281,22 @@ class HttpBroker final : public micro::BrokerPlugin {
         box->max_bytes = std::max<size_t>(1, bytes / 2);
         log_.info("the subscriber ", box->id, " refused a batch of ", n, " messages as too "
                   "large (413); sending at most ", box->max_bytes, " bytes per batch");
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it)
-          box->queue.push_front(std::move(*it));
+        box->queue.erase(box->queue.begin(),
+                         box->queue.begin() + static_cast<ptrdiff_t>(box->head));
+        box->head = 0;
+        box->queue.insert(box->queue.begin(), std::make_move_iterator(batch.begin()),
+                          std::make_move_iterator(batch.end()));
+        box->queued_bytes += bytes;
         batch.clear();
       }
       if (closing_) {
-        abandoned.swap(box->queue);
+        for (size_t i = box->head; i < box->queue.size(); ++i)
+          abandoned.push_back(std::move(box->queue[i]));
+        box->queue.clear();
+        box->head = 0;
+        box->queued_bytes = 0;
         box->busy = false;
-      } else if (box->queue.empty()) {
+      } else if (box->head == box->queue.size()) {
         box->busy = false;
       } else {
         take_batch(*box, following);
