@@ -58,6 +58,7 @@ constexpr size_t kMaxReplyBytes = 1 << 20;
 constexpr const char* kBatchKey = "batch";            // node metadata: the batch type it takes
 constexpr const char* kMaxBodyKey = "max_body_bytes";  // node metadata: its request limit
 constexpr size_t kDefaultPeerLimit = 1 << 20;  // a batch subscriber that names no limit
+constexpr size_t kBatchReadBuffer = 64 * 1024;  // read buffer of a connection that brings batches
 
 struct HostPort {
   std::string host, port;
@@ -318,6 +319,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void read() {
     parser_.emplace();
     parser_->body_limit(kMaxReplyBytes);
+    buffer_.reserve(4096);  // a batch's results: 2 bytes per message that succeeded
     stream_->with([this](auto& stream) {
       http::async_read(stream, buffer_, *parser_,
                        [self = shared_from_this()](beast::error_code e, size_t) {
@@ -1454,6 +1456,9 @@ void Session::on_read(beast::error_code ec) {
     if (!batch_) {
       batch_ = std::make_shared<micro::broker_http::wire::Batch>();
       results_ = std::make_shared<micro::broker_http::wire::Results>();
+      // Beast reads as much as the buffer holds (at least 512 bytes): room for large reads, or a
+      // batch of 60 kB takes a hundred receive calls.
+      buffer_.reserve(kBatchReadBuffer);
     }
     error = micro::broker_http::decode_batch(request.body(), *batch_);
     if (!error.ok()) return answer(error, keep_alive);
