@@ -95,9 +95,13 @@ Error decode_results(std::string_view body, size_t count, std::vector<Error>& er
       !results.ParseFromArray(body.data(), static_cast<int>(body.size())))
     return Error(502, std::string("the subscriber's answer to a batch is not ") + kBatchType +
                           " results");
-  if (static_cast<size_t>(results.results_size()) != count)
-    return Error(502, "the subscriber answered " + std::to_string(results.results_size()) +
-                          " results to a batch of " + std::to_string(count) + " messages");
+  if (static_cast<size_t>(results.results_size()) != count) {
+    const Error wrong(502, "the subscriber answered " + std::to_string(results.results_size()) +
+                               " results to a batch of " + std::to_string(count) + " messages");
+    if (static_cast<size_t>(results.results_size()) > count)
+      wire::Results().Swap(&results);  // keep no more than a batch's worth for the next answer
+    return wrong;
+  }
   errors.assign(count, Error{});
   gone.assign(count, false);
   for (size_t i = 0; i < count; ++i) {

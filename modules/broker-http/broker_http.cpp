@@ -59,6 +59,7 @@ constexpr const char* kBatchKey = "batch";            // node metadata: the batc
 constexpr const char* kMaxBodyKey = "max_body_bytes";  // node metadata: its request limit
 constexpr size_t kDefaultPeerLimit = 1 << 20;  // a batch subscriber that names no limit
 constexpr size_t kBatchReadBuffer = 64 * 1024;  // read buffer of a connection that brings batches
+constexpr int kKeepBatchObjects = 4096;  // messages a connection's reused batch object may keep
 
 struct HostPort {
   std::string host, port;
@@ -1453,7 +1454,9 @@ void Session::on_read(beast::error_code ec) {
   if (kind == micro::broker_http::BodyKind::batch) {
     // One batch at a time per connection (the next request is read once this one is answered),
     // so the connection keeps its batch and results objects and their storage for the next.
-    if (!batch_) {
+    // After an unusually large batch, fresh objects: the kept ones would hold its memory as long
+    // as the connection lives.
+    if (!batch_ || batch_->messages_size() > kKeepBatchObjects) {
       batch_ = std::make_shared<micro::broker_http::wire::Batch>();
       results_ = std::make_shared<micro::broker_http::wire::Results>();
       // Beast reads as much as the buffer holds (at least 512 bytes): room for large reads, or a
