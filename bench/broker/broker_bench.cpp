@@ -4,6 +4,7 @@
 // nats-server, pipelined PUBs on one, SUB on the other, no micro code at all).
 //
 //   micro-bench-broker [--count N] [--window W] [--reps R] [--seconds S] [--module-dir DIR]
+//                      [--only LABEL]   (measure that module only, besides the anchor; to profile)
 //
 // Starts its own nats-server (127.0.0.1, a free port) and stops it. Every broker module in
 // `broker_entries()` runs with the same loop; broker-http is added by itself when broker-http.so
@@ -57,6 +58,7 @@ struct Params {
   int reps = 3;
   int seconds = 20;
   std::string module_dir = MICRO_MODULE_OUTPUT_DIR;
+  std::string only;  // a module label: measure that one only (the anchor still runs)
 };
 
 int64_t now_ns() {
@@ -420,6 +422,7 @@ int main(int argc, char** argv) {
     else if (flag == "--reps") p.reps = std::stoi(argv[i + 1]);
     else if (flag == "--seconds") p.seconds = std::stoi(argv[i + 1]);
     else if (flag == "--module-dir") p.module_dir = argv[i + 1];
+    else if (flag == "--only") p.only = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -432,7 +435,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "nats-server did not start (scripts/install-deps installs it)\n");
     return 1;
   }
-  const auto entries = broker_entries(p);
+  auto entries = broker_entries(p);
+  if (!p.only.empty())
+    entries.erase(std::remove_if(entries.begin(), entries.end(),
+                                 [&](const BrokerEntry& e) { return e.label != p.only; }),
+                  entries.end());
   std::printf("1 publisher -> 1 subscriber through nats-server on 127.0.0.1:%d; %zu-byte messages, "
               "%d per run (or %d s), at most %d in flight, %d repetitions\n",
               server.port(), kPayload, p.count, p.seconds, p.window, p.reps);

@@ -2,7 +2,10 @@
 // Each subscription is a node of the registry service `micro.http.broker` (version: its queue
 // group, or "ff.http.broadcast"), reached at this instance's HTTP endpoint. A publisher keeps the
 // subscribers in a cache fed by the registry's watch and POSTs the envelope (envelope.hpp) to each
-// of them (one per queue group) over keep-alive connections. README.md has the wire format.
+// of them (one per queue group) over keep-alive connections. To a subscriber that advertises
+// batches (node metadata batch=application/x-micro-batch+proto) the messages go through its
+// outbox instead: a FIFO with one POST in flight, each POST carrying every message queued
+// meanwhile (batch.hpp). README.md has the wire format.
 //
 // Threads: one io_context run by `threads` threads serves the endpoint and runs the publishers'
 // exchanges (each connection on its own strand). Subscriber handlers run on a pool of
@@ -28,7 +31,9 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
+#include "batch.hpp"
 #include "envelope.hpp"
 #include "micro/error_json.hpp"
 #include "micro/module.hpp"
@@ -50,6 +55,11 @@ constexpr const char* kGoneHeader = "micro-broker-gone";  // on a 410: no such s
 constexpr auto kFailedFor = std::chrono::seconds(5);    // a queue member that failed is tried last
 constexpr size_t kMaxIdlePerPeer = 64;
 constexpr size_t kMaxReplyBytes = 1 << 20;
+constexpr const char* kBatchKey = "batch";            // node metadata: the batch type it takes
+constexpr const char* kMaxBodyKey = "max_body_bytes";  // node metadata: its request limit
+constexpr size_t kDefaultPeerLimit = 1 << 20;  // a batch subscriber that names no limit
+constexpr size_t kBatchReadBuffer = 64 * 1024;  // read buffer of a connection that brings batches
+constexpr int kKeepBatchObjects = 4096;  // messages a connection's reused batch object may keep
 
 struct HostPort {
   std::string host, port;
@@ -79,7 +89,8 @@ std::string host_port(const tcp::endpoint& ep) {
 struct Settings {
   std::string address, service;
   int64_t max_body, read_timeout_ms, publish_timeout_ms, ttl_ms, interval_ms, threads,
-      handler_threads, cache_ttl_ms;
+      handler_threads, cache_ttl_ms, max_batch_messages, max_batch_bytes;
+  bool batch;  // advertise and take batches (subscriber), send them where advertised (publisher)
   micro::tls::TlsSettings tls;  // the same tls_* options as transport-http
 };
 
@@ -108,10 +119,67 @@ struct Sub {
   std::atomic<std::thread::id> running{};
 };
 
+using Completion = std::function<void(const micro::Error&, bool try_next)>;
+
+// What one publish asks of one batch subscriber, waiting in its outbox.
+struct Outgoing {
+  // The message: its own copy when it goes to one subscriber, else shared by its deliveries.
+  micro::Message own;
+  std::shared_ptr<const micro::Message> shared;
+  // Told the result: `done` (try_next: not reached or gone, so a queue group tries another
+  // member) or, when empty, `finish` (the publisher's own callback: one plain subscriber).
+  Completion done;
+  micro::Done finish;
+  size_t bytes = 0;  // micro::broker_http::batch_bytes(message())
+
+  const micro::Message& message() const { return shared ? *shared : own; }
+  void complete(const micro::Error& error, bool try_next) {
+    if (done)
+      done(error, try_next);
+    else
+      finish(error);
+  }
+};
+
+// The messages on their way to one subscriber that takes batches: a FIFO, one POST in flight;
+// when it answers, the next POST takes everything queued meanwhile (up to the limits). No timer:
+// a message that finds the outbox idle leaves at once.
+struct Outbox {
+  std::string id, address, topic, target;  // target: "/?id=<node id>"
+  bool secure = false;
+  size_t limit = 0;  // the subscriber's request limit as it advertised it (or the default)
+  std::mutex mutex;
+  size_t max_bytes = 0;  // for the messages of one batch; halved after a 413
+  // Not sent yet: queue[head..]. A vector rather than a deque so that a batch taking everything
+  // takes the vector itself (no per-message allocation or move).
+  std::vector<Outgoing> queue;
+  size_t head = 0;
+  size_t queued_bytes = 0;  // of queue[head..]
+  bool busy = false;  // a POST is in flight; nothing is queued whenever this is false
+  // Used by whoever sends the next batch (one at a time: `busy`), so its messages and their
+  // strings are allocated once and reused.
+  micro::broker_http::wire::Batch encoder;
+};
+
 // A subscriber as the publisher's cache knows it.
 struct Target {
   std::string id, address, topic, queue;
   bool secure = false;  // registered secure=true: its endpoint speaks TLS
+  std::shared_ptr<Outbox> outbox;  // set when batches go to it
+};
+using TargetPtr = std::shared_ptr<const Target>;
+
+// The subscribers of one topic, from the cache (made on the first publish after a change).
+struct Route {
+  std::vector<TargetPtr> everyone;
+  std::vector<std::vector<TargetPtr>> groups;
+  bool json = false;  // some of them take go-micro's JSON envelope only
+};
+
+// One publish's message, for every delivery of it.
+struct Payload {
+  std::shared_ptr<const micro::Message> message;
+  std::shared_ptr<const std::string> json;  // the JSON envelope, when a route needs it
 };
 
 // Idle keep-alive connections to subscribers, by address.
@@ -156,7 +224,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // tls_context: dial TLS with it, verifying as `tls` says; null: plain TCP.
   Exchange(net::io_context& ioc, Pool& pool, std::string address, const std::string& target,
-           const std::string& body, std::chrono::milliseconds timeout,
+           const char* content_type, std::string body, std::chrono::milliseconds timeout,
            net::ssl::context* tls_context, const micro::tls::TlsSettings& tls, Callback callback)
       : ioc_(ioc),
         pool_(pool),
@@ -170,10 +238,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     request_.target(target);
     request_.version(11);
     request_.set(http::field::host, address_);
-    request_.set(http::field::content_type, "application/json");
+    request_.set(http::field::content_type, content_type);
     request_.set(http::field::user_agent, "micro-cpp broker-http");
     request_.keep_alive(true);
-    request_.body() = body;
+    request_.body() = std::move(body);
     request_.prepare_payload();
   }
   ~Exchange() {
@@ -252,6 +320,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void read() {
     parser_.emplace();
     parser_->body_limit(kMaxReplyBytes);
+    buffer_.reserve(4096);  // a batch's results: 2 bytes per message that succeeded
     stream_->with([this](auto& stream) {
       http::async_read(stream, buffer_, *parser_,
                        [self = shared_from_this()](beast::error_code e, size_t) {
@@ -373,10 +442,17 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
   void answer(const micro::Error& error, bool keep_alive);
+  // 200 with a batch's results (batch.hpp).
+  void answer_batch(std::string results, bool keep_alive);
 
  private:
+  // Writes one answer; without keep_alive the connection then closes (lingering after a 413, so
+  // the peer can finish sending and read it).
+  void respond(unsigned status, const char* content_type, std::string body, bool gone,
+               bool keep_alive, bool linger = false);
   void handshake();
   void refuse_plaintext();
+  void linger();
   void drain();
   void read();
   void on_read(beast::error_code ec);
@@ -392,6 +468,8 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> response_;
+  std::shared_ptr<micro::broker_http::wire::Batch> batch_;  // reused by each batch request
+  std::shared_ptr<micro::broker_http::wire::Results> results_;
 };
 
 class HttpBroker final : public micro::BrokerPlugin {
@@ -421,6 +499,13 @@ class HttpBroker final : public micro::BrokerPlugin {
          "10000"},
         {"threads", MICRO_OPTION_INT, "network threads", "1"},
         {"handler_threads", MICRO_OPTION_INT, "threads that run subscriber handlers", "4"},
+        {"batch", MICRO_OPTION_BOOL,
+         "subscriptions advertise and take batches; publishes to subscribers that advertise them "
+         "go in batches (false: go-micro's one JSON envelope per POST both ways)", "true"},
+        {"max_batch_messages", MICRO_OPTION_INT, "most messages in one batch POST", "1024"},
+        {"max_batch_bytes", MICRO_OPTION_INT,
+         "largest batch body a publisher sends (the subscriber's max_body_bytes caps it too)",
+         "1048576"},
     };
     for (auto& spec : micro::tls::option_specs()) specs.push_back(std::move(spec));
     return specs;
@@ -464,6 +549,7 @@ class HttpBroker final : public micro::BrokerPlugin {
     work_.reset();
     ioc_->stop();
     for (auto& t : threads_) t.join();
+    closing_ = true;  // outboxes answer what they still hold with 499 and send nothing more
     // Now, while every member is alive: sessions and exchanges still pending go with the
     // io_context (an exchange answers its publisher 499 as it goes).
     ioc_.reset();
@@ -489,46 +575,58 @@ class HttpBroker final : public micro::BrokerPlugin {
 
   void publish(const std::string& topic, micro::Message message, micro::Done done) override {
     if (topic.empty()) return done(micro::Error::bad_request("publish: the topic is empty"));
-    if (micro::Error e = refresh_cache(); !e.ok()) return done(e);
-    std::vector<Target> everyone;
-    std::map<std::string, std::vector<Target>> groups;
-    {
-      std::lock_guard<std::mutex> lock(cache_mutex_);
-      for (const auto& [id, t] : targets_) {
-        if (t.topic != topic) continue;
-        if (t.queue.empty()) {
-          everyone.push_back(t);
-        } else {
-          groups[t.queue].push_back(t);
-        }
-      }
+    if (!micro::broker_http::header_is_utf8(message))
+      return done(micro::Error::bad_request("the message's header is not valid UTF-8"));
+    std::shared_ptr<const Route> route = cached_route(topic);  // the usual case: one lock
+    if (!route) {
+      if (micro::Error e = refresh_cache(); !e.ok()) return done(e);
+      route = route_of(topic);
     }
-    if (everyone.empty() && groups.empty()) {
+    if (route->everyone.empty() && route->groups.empty()) {
       bool first = false;
       {
         std::lock_guard<std::mutex> lock(cache_mutex_);
         first = unheard_.insert(topic).second;
+        has_unheard_ = true;
       }
       if (first) log_.warn("no subscribers to '", topic, "': the message goes nowhere");
       return done({});
     }
-    {
+    if (has_unheard_.load(std::memory_order_relaxed)) {
       std::lock_guard<std::mutex> lock(cache_mutex_);
       unheard_.erase(topic);
+      has_unheard_ = !unheard_.empty();
     }
-    const auto body = std::make_shared<const std::string>(micro::broker_http::encode_envelope(
-        topic, message));
-    auto deliveries =
-        std::make_shared<Deliveries>(everyone.size() + groups.size(), topic, std::move(done));
-    for (auto& t : everyone) {
-      deliver(t, body, [deliveries](const micro::Error& error, bool) {
-        deliveries->complete(error);
-      });
+    const size_t deliveries_count = route->everyone.size() + route->groups.size();
+    if (deliveries_count == 1 && route->everyone.size() == 1 && route->everyone[0]->outbox) {
+      // One plain subscriber taking batches (the common case): the message and the publisher's
+      // callback go into its outbox as they are.
+      Outgoing item;
+      item.bytes = micro::broker_http::batch_bytes(message);
+      item.own = std::move(message);
+      item.finish = std::move(done);
+      return enqueue(route->everyone[0]->outbox, std::move(item));
     }
-    for (auto& [queue, members] : groups) {
-      deliver_to_group(std::make_shared<std::vector<Target>>(order_members(std::move(members))),
-                       0, body, deliveries);
+    Payload payload;
+    payload.message = std::make_shared<const micro::Message>(std::move(message));
+    if (route->json)
+      payload.json = std::make_shared<const std::string>(
+          micro::broker_http::encode_envelope(topic, *payload.message));
+    // With one subscriber (or group) its result is the publish's; with more, Deliveries waits
+    // for all of them.
+    std::function<void(const micro::Error&)> finish;
+    if (route->everyone.size() + route->groups.size() == 1) {
+      finish = std::move(done);
+    } else {
+      auto deliveries = std::make_shared<Deliveries>(
+          route->everyone.size() + route->groups.size(), topic, std::move(done));
+      finish = [deliveries](const micro::Error& error) { deliveries->complete(error); };
     }
+    for (const auto& t : route->everyone)
+      deliver(t, payload, [finish](const micro::Error& error, bool) { finish(error); });
+    for (const auto& members : route->groups)
+      deliver_to_group(std::make_shared<std::vector<TargetPtr>>(order_members(members)), 0,
+                       payload, finish);
   }
 
   uint64_t subscribe(const std::string& topic, const micro::SubscribeOptions& options,
@@ -614,20 +712,69 @@ class HttpBroker final : public micro::BrokerPlugin {
           result = gone(sub->node_id);
         } else {
           sub->running = std::this_thread::get_id();
-          try {
-            result = sub->handler(topic, message);
-          } catch (const std::exception& e) {
-            result = micro::Error::internal(e.what());
-          } catch (...) {
-            result = micro::Error::internal("the subscriber's handler threw");
-          }
+          result = run_handler(*sub, message);
           sub->running = std::thread::id();
-          if (!result.ok())
-            log_.warn("the handler of '", topic, "' failed: ", result.to_string());
         }
       }
       session->answer(result, keep_alive);
     });
+  }
+
+  // Runs a checked batch on a handler thread (one hand-off for all its messages, in order, one
+  // at a time as every delivery to a subscription); answers one result per message through
+  // `session`.
+  void deliver_batch(const std::shared_ptr<Session>& session, const std::string& id,
+                     std::shared_ptr<const micro::broker_http::wire::Batch> batch,
+                     std::shared_ptr<micro::broker_http::wire::Results> results, bool keep_alive) {
+    std::shared_ptr<Sub> sub;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = subs_.find(id);
+      if (it != subs_.end()) sub = it->second;
+    }
+    if (!sub) return session->answer(gone(id), keep_alive);
+    if (sub->topic != batch->topic())
+      return session->answer(micro::Error::bad_request("subscription '" + id + "' is to '" +
+                                                       sub->topic + "', not '" +
+                                                       batch->topic() + "'"),
+                             keep_alive);
+    net::post(*handlers_, [this, session, sub, batch = std::move(batch),
+                           results = std::move(results), keep_alive] {
+      results->Clear();
+      micro::Message message;  // reused: its header and body keep their storage
+      {
+        std::lock_guard<std::mutex> lock(sub->run_mutex);
+        sub->running = std::this_thread::get_id();
+        for (const auto& envelope : batch->messages()) {
+          auto* result = results->add_results();
+          if (!sub->active) {  // unsubscribed from a handler of this batch
+            micro::broker_http::set_result(*result, gone(sub->node_id), true);
+            continue;
+          }
+          micro::broker_http::to_message(sub->topic, envelope, message);
+          micro::Error error = run_handler(*sub, message);
+          if (!error.ok() && error.id().empty())
+            error = micro::Error(error.code(), error.detail(), kModule);
+          micro::broker_http::set_result(*result, error, false);
+        }
+        sub->running = std::thread::id();
+      }
+      session->answer_batch(results->SerializeAsString(), keep_alive);
+    });
+  }
+
+  // One handler call (under sub.run_mutex); its error, logged.
+  micro::Error run_handler(Sub& sub, const micro::Message& message) {
+    micro::Error result;
+    try {
+      result = sub.handler(sub.topic, message);
+    } catch (const std::exception& e) {
+      result = micro::Error::internal(e.what());
+    } catch (...) {
+      result = micro::Error::internal("the subscriber's handler threw");
+    }
+    if (!result.ok()) log_.warn("the handler of '", sub.topic, "' failed: ", result.to_string());
+    return result;
   }
 
   static micro::Error gone(const std::string& id) {
@@ -655,6 +802,9 @@ class HttpBroker final : public micro::BrokerPlugin {
     s.cache_ttl_ms = o.get_int("cache_ttl_ms", 10000);
     s.threads = o.get_int("threads", 1);
     s.handler_threads = o.get_int("handler_threads", 4);
+    s.batch = o.get_bool("batch", true);
+    s.max_batch_messages = o.get_int("max_batch_messages", 1024);
+    s.max_batch_bytes = o.get_int("max_batch_bytes", 1048576);
     s.tls = micro::tls::read_settings(o, kModule);
     HostPort hp;
     if (!split_host_port(s.address, hp))
@@ -667,6 +817,9 @@ class HttpBroker final : public micro::BrokerPlugin {
       throw micro::Exception(micro::Error::bad_request(
           "max_body_bytes, read_timeout_ms, publish_timeout_ms, register_ttl_ms, "
           "register_interval_ms and cache_ttl_ms must be > 0"));
+    if (s.max_batch_messages < 1 || s.max_batch_messages > 1000000 || s.max_batch_bytes <= 0)
+      throw micro::Exception(micro::Error::bad_request(
+          "max_batch_messages must be 1..1000000 and max_batch_bytes > 0"));
     if (s.threads < 1 || s.threads > 64 || s.handler_threads < 1 || s.handler_threads > 256)
       throw micro::Exception(micro::Error::bad_request(
           "threads must be 1..64 and handler_threads 1..256"));
@@ -695,6 +848,10 @@ class HttpBroker final : public micro::BrokerPlugin {
                               {"topic", s.topic},
                               {"queue", s.queue},
                               {"secure", tls_server_ ? "true" : "false"}}});
+    if (settings_.batch) {
+      service.nodes.back().metadata[kBatchKey] = micro::broker_http::kBatchType;
+      service.nodes.back().metadata[kMaxBodyKey] = std::to_string(settings_.max_body);
+    }
     return service;
   }
 
@@ -835,6 +992,9 @@ class HttpBroker final : public micro::BrokerPlugin {
     for (const auto& service : got.value) apply_locked(micro::RegistryEventType::create, service);
     for (const auto& event : events_during_lookup_) apply_locked(event.type, event.service);
     events_during_lookup_.clear();
+    for (auto it = outboxes_.begin(); it != outboxes_.end();)  // of nodes no longer listed
+      it = targets_.count(it->first) != 0 ? std::next(it) : outboxes_.erase(it);
+    routes_.clear();
     cache_ready_ = true;
     refreshed_ = Clock::now();
     return {};
@@ -849,9 +1009,11 @@ class HttpBroker final : public micro::BrokerPlugin {
 
   void apply_locked(micro::RegistryEventType type, const micro::Service& service) {
     if (service.name != settings_.service) return;
+    routes_.clear();
     for (const auto& node : service.nodes) {
       if (type == micro::RegistryEventType::remove) {
         targets_.erase(node.id);
+        outboxes_.erase(node.id);  // what it holds still goes (or fails) in order
         failed_.erase(node.id);
         continue;
       }
@@ -860,75 +1022,295 @@ class HttpBroker final : public micro::BrokerPlugin {
       if (broker == node.metadata.end() || broker->second != "http" ||
           topic == node.metadata.end())
         continue;
-      Target t;
-      t.id = node.id;
-      t.address = node.address;
-      t.topic = topic->second;
-      t.queue = service.version == kBroadcastVersion ? std::string() : service.version;
+      auto t = std::make_shared<Target>();
+      t->id = node.id;
+      t->address = node.address;
+      t->topic = topic->second;
+      t->queue = service.version == kBroadcastVersion ? std::string() : service.version;
       auto secure = node.metadata.find("secure");
-      t.secure = secure != node.metadata.end() && secure->second == "true";
+      t->secure = secure != node.metadata.end() && secure->second == "true";
+      auto batch = node.metadata.find(kBatchKey);
+      if (settings_.batch && batch != node.metadata.end() &&
+          batch->second == micro::broker_http::kBatchType) {
+        t->outbox = outbox_of(*t, advertised_limit(node.metadata));
+      } else {
+        outboxes_.erase(node.id);
+      }
       targets_[node.id] = std::move(t);
     }
+  }
+
+  // The request limit a batch subscriber advertises (max_body_bytes), or a conservative default.
+  static size_t advertised_limit(const micro::Metadata& metadata) {
+    auto it = metadata.find(kMaxBodyKey);
+    if (it == metadata.end() || it->second.empty() || it->second.size() > 18 ||
+        it->second.find_first_not_of("0123456789") != std::string::npos)
+      return kDefaultPeerLimit;
+    const size_t limit = std::stoull(it->second);
+    return limit > 0 ? limit : kDefaultPeerLimit;
+  }
+
+  // The node's outbox: the one it has while its address, TLS and limit stay the same (a renewal
+  // must not start a second FIFO beside the first), else a new one.
+  std::shared_ptr<Outbox> outbox_of(const Target& t, size_t limit) {  // under cache_mutex_
+    auto& box = outboxes_[t.id];
+    if (box && box->address == t.address && box->secure == t.secure && box->limit == limit)
+      return box;
+    box = std::make_shared<Outbox>();
+    box->id = t.id;
+    box->address = t.address;
+    box->topic = t.topic;
+    box->target = std::string(kPath) + micro::broker_http::id_query(t.id);
+    box->secure = t.secure;
+    box->limit = limit;
+    const size_t cap = std::min(limit, static_cast<size_t>(settings_.max_batch_bytes));
+    const size_t overhead = micro::broker_http::batch_overhead(t.topic);
+    box->max_bytes = cap > overhead ? cap - overhead : 1;
+    return box;
+  }
+
+  // The route of `topic` when the cache is current and has it made; else null.
+  std::shared_ptr<const Route> cached_route(const std::string& topic) {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (!cache_ready_ || !watched_) return nullptr;
+    auto it = routes_.find(topic);
+    return it == routes_.end() ? nullptr : it->second;
+  }
+
+  // The subscribers of `topic`, made from the cache once per change of it.
+  std::shared_ptr<const Route> route_of(const std::string& topic) {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    auto it = routes_.find(topic);
+    if (it != routes_.end()) return it->second;
+    auto route = std::make_shared<Route>();
+    std::map<std::string, size_t> group_index;
+    for (const auto& [id, t] : targets_) {
+      if (t->topic != topic) continue;
+      route->json = route->json || !t->outbox;
+      if (t->queue.empty()) {
+        route->everyone.push_back(t);
+      } else {
+        auto [g, added] = group_index.emplace(t->queue, route->groups.size());
+        if (added) route->groups.emplace_back();
+        route->groups[g->second].push_back(t);
+      }
+    }
+    routes_[topic] = route;
+    return route;
   }
 
   // ---- delivery ----
 
   // Members of a queue group in the order they are tried: at random, those that failed lately
   // last.
-  std::vector<Target> order_members(std::vector<Target> members) {
+  std::vector<TargetPtr> order_members(std::vector<TargetPtr> members) {
     thread_local std::mt19937_64 random{std::random_device{}()};
     std::shuffle(members.begin(), members.end(), random);
     std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (failed_.empty()) return members;
     const auto now = Clock::now();
-    std::stable_partition(members.begin(), members.end(), [&](const Target& t) {
-      auto it = failed_.find(t.id);
+    std::stable_partition(members.begin(), members.end(), [&](const TargetPtr& t) {
+      auto it = failed_.find(t->id);
       return it == failed_.end() || it->second < now;
     });
     return members;
   }
 
-  void deliver_to_group(std::shared_ptr<std::vector<Target>> members, size_t index,
-                        std::shared_ptr<const std::string> body,
-                        std::shared_ptr<Deliveries> deliveries) {
-    deliver((*members)[index], body,
-            [this, members, index, body, deliveries](const micro::Error& error, bool try_next) {
+  void deliver_to_group(std::shared_ptr<std::vector<TargetPtr>> members, size_t index,
+                        const Payload& payload, std::function<void(const micro::Error&)> finish) {
+    const TargetPtr& target = (*members)[index];
+    deliver(target, payload,
+            [this, members, index, payload, finish](const micro::Error& error, bool try_next) {
               if (try_next && index + 1 < members->size())
-                return deliver_to_group(members, index + 1, body, deliveries);
+                return deliver_to_group(members, index + 1, payload, finish);
               // The last member was gone: as if the group had no one.
-              deliveries->complete(error.code() == 410 ? micro::Error{} : error);
+              finish(error.code() == 410 ? micro::Error{} : error);
             });
   }
 
-  // POSTs `body` to one subscriber. `done(error, try_next)`: try_next when the subscriber was not
+  // Delivers the payload to one subscriber: into its outbox when it takes batches, else as one
+  // POST of the JSON envelope. `done(error, try_next)`: try_next when the subscriber was not
   // reached or is gone (another queue member may take the message), not when its handler failed.
-  void deliver(const Target& target, const std::shared_ptr<const std::string>& body,
-               std::function<void(const micro::Error&, bool)> done) {
+  void deliver(const TargetPtr& target, const Payload& payload, Completion done) {
+    if (target->outbox) {
+      Outgoing item;
+      item.bytes = micro::broker_http::batch_bytes(*payload.message);
+      item.shared = payload.message;
+      item.done = std::move(done);
+      return enqueue(target->outbox, std::move(item));
+    }
     auto exchange = std::make_shared<Exchange>(
-        *ioc_, pool_, target.address, std::string(kPath) + micro::broker_http::id_query(target.id),
-        *body, std::chrono::milliseconds(settings_.publish_timeout_ms),
-        target.secure || settings_.tls.client ? tls_client_.get() : nullptr, settings_.tls,
+        *ioc_, pool_, target->address,
+        std::string(kPath) + micro::broker_http::id_query(target->id), "application/json",
+        *payload.json, std::chrono::milliseconds(settings_.publish_timeout_ms),
+        target->secure || settings_.tls.client ? tls_client_.get() : nullptr, settings_.tls,
         [this, target, done = std::move(done)](const micro::Error& transport, unsigned status,
                                                const micro::Metadata& header, std::string reply) {
-          if (!transport.ok()) {
-            {
-              std::lock_guard<std::mutex> lock(cache_mutex_);
-              failed_[target.id] = Clock::now() + kFailedFor;
-            }
-            log_.warn("delivery of '", target.topic, "' to subscriber ", target.id, " failed: ",
-                      transport.detail());
-            return done(micro::Error(transport.code(), "delivery of '" + target.topic +
-                                                           "' to subscriber " + target.id +
-                                                           " failed: " + transport.detail()),
-                        true);
-          }
+          if (!transport.ok()) return done(unreachable(target->id, target->topic, transport), true);
           if (status >= 200 && status < 300) return done({}, false);
           if (status == 410 && header.count(kGoneHeader) != 0) return done({}, true);
           micro::Error error = micro::error_from_json(reply, static_cast<int32_t>(status));
-          log_.warn("the subscriber ", target.id, " of '", target.topic, "' answered ",
+          log_.warn("the subscriber ", target->id, " of '", target->topic, "' answered ",
                     error.to_string());
           done(error, false);
         });
     exchange->start();
+  }
+
+  // A subscriber that was not reached: marked (a queue group tries it last for a while), logged,
+  // and the error its messages get.
+  micro::Error unreachable(const std::string& id, const std::string& topic,
+                           const micro::Error& transport) {
+    if (transport.code() != 499) {
+      std::lock_guard<std::mutex> lock(cache_mutex_);
+      failed_[id] = Clock::now() + kFailedFor;
+    }
+    log_.warn("delivery of '", topic, "' to subscriber ", id, " failed: ", transport.detail());
+    return micro::Error(transport.code(), "delivery of '" + topic + "' to subscriber " + id +
+                                              " failed: " + transport.detail());
+  }
+
+  // ---- batches ----
+
+  void enqueue(const std::shared_ptr<Outbox>& box, Outgoing item) {
+    std::vector<Outgoing> batch;
+    {
+      std::lock_guard<std::mutex> lock(box->mutex);
+      box->queued_bytes += item.bytes;
+      box->queue.push_back(std::move(item));
+      if (box->busy) return;  // it goes with the next batch, when the one in flight answers
+      box->busy = true;
+      take_batch(*box, batch);
+    }
+    send_batch(box, std::move(batch));
+  }
+
+  // Moves the next batch out of the queue: in order, at least one message, then as many as fit
+  // max_batch_messages and the byte limit.
+  void take_batch(Outbox& box, std::vector<Outgoing>& out) const {  // under box.mutex
+    const size_t waiting = box.queue.size() - box.head;
+    const size_t most_messages = static_cast<size_t>(settings_.max_batch_messages);
+    if (box.head == 0 && waiting <= most_messages && box.queued_bytes <= box.max_bytes) {
+      out.swap(box.queue);  // all of it (the usual case)
+      box.queue.reserve(out.size());
+      box.queued_bytes = 0;
+      return;
+    }
+    size_t bytes = 0;
+    out.reserve(std::min(waiting, most_messages));
+    while (box.head < box.queue.size() && out.size() < most_messages) {
+      Outgoing& next = box.queue[box.head];
+      if (!out.empty() && bytes + next.bytes > box.max_bytes) break;
+      bytes += next.bytes;
+      out.push_back(std::move(next));
+      ++box.head;
+    }
+    box.queued_bytes -= bytes;
+    if (box.head == box.queue.size()) {
+      box.queue.clear();
+      box.head = 0;
+    } else if (box.head >= 1024 && box.head * 2 >= box.queue.size()) {  // drop what was sent
+      box.queue.erase(box.queue.begin(), box.queue.begin() + static_cast<ptrdiff_t>(box.head));
+      box.head = 0;
+    }
+  }
+
+  void send_batch(const std::shared_ptr<Outbox>& box, std::vector<Outgoing> batch) {
+    micro::broker_http::wire::Batch& body = box->encoder;  // ours until this batch is answered
+    body.Clear();
+    body.set_topic(box->topic);
+    for (const auto& item : batch) micro::broker_http::add_to_batch(body, item.message());
+    std::string bytes = body.SerializeAsString();
+    auto sent = std::make_shared<std::vector<Outgoing>>(std::move(batch));
+    auto exchange = std::make_shared<Exchange>(
+        *ioc_, pool_, box->address, box->target, micro::broker_http::kBatchType,
+        std::move(bytes), std::chrono::milliseconds(settings_.publish_timeout_ms),
+        box->secure || settings_.tls.client ? tls_client_.get() : nullptr, settings_.tls,
+        [this, box, sent](const micro::Error& transport, unsigned status,
+                          const micro::Metadata& header, std::string reply) {
+          batch_answered(box, std::move(*sent), transport, status, header, reply);
+        });
+    exchange->start();
+  }
+
+  // The answer to a batch: the next batch leaves, then each message's publisher hears its result.
+  void batch_answered(const std::shared_ptr<Outbox>& box, std::vector<Outgoing> batch,
+                      const micro::Error& transport, unsigned status,
+                      const micro::Metadata& header, const std::string& reply) {
+    const size_t n = batch.size();
+    std::vector<micro::Error> errors;
+    std::vector<bool> next;  // try another queue member
+    bool split = false;
+    if (!transport.ok()) {
+      errors.assign(n, unreachable(box->id, box->topic, transport));
+      next.assign(n, true);
+    } else if (status == 413 && n > 1) {
+      split = true;  // larger than the subscriber takes: sent again in smaller batches
+    } else if (status >= 200 && status < 300) {
+      const micro::Error bad = micro::broker_http::decode_results(reply, n, errors, next);
+      if (!bad.ok()) {
+        log_.warn("the subscriber ", box->id, " of '", box->topic, "' answered a batch wrongly: ",
+                  bad.detail());
+        errors.assign(n, bad);
+        next.assign(n, false);
+      } else {
+        size_t failed = 0;
+        for (const auto& e : errors) failed += !e.ok();
+        if (failed != 0) {
+          const auto first = std::find_if(errors.begin(), errors.end(),
+                                           [](const micro::Error& e) { return !e.ok(); });
+          log_.warn("the subscriber ", box->id, " of '", box->topic, "' answered ", failed,
+                    " of ", n, " messages with an error, the first: ", first->to_string());
+        }
+      }
+    } else if (status == 410 && header.count(kGoneHeader) != 0) {
+      errors.assign(n, micro::Error{});
+      next.assign(n, true);
+    } else {
+      const micro::Error error = micro::error_from_json(reply, static_cast<int32_t>(status));
+      log_.warn("the subscriber ", box->id, " of '", box->topic, "' answered ",
+                error.to_string());
+      errors.assign(n, error);
+      next.assign(n, false);
+    }
+
+    std::vector<Outgoing> following;
+    std::vector<Outgoing> abandoned;
+    {
+      std::lock_guard<std::mutex> lock(box->mutex);
+      if (split) {
+        size_t bytes = 0;
+        for (const auto& item : batch) bytes += item.bytes;
+        box->max_bytes = std::max<size_t>(1, bytes / 2);
+        log_.info("the subscriber ", box->id, " refused a batch of ", n, " messages as too "
+                  "large (413); sending at most ", box->max_bytes, " bytes per batch");
+        box->queue.erase(box->queue.begin(),
+                         box->queue.begin() + static_cast<ptrdiff_t>(box->head));
+        box->head = 0;
+        box->queue.insert(box->queue.begin(), std::make_move_iterator(batch.begin()),
+                          std::make_move_iterator(batch.end()));
+        box->queued_bytes += bytes;
+        batch.clear();
+      }
+      if (closing_) {
+        for (size_t i = box->head; i < box->queue.size(); ++i)
+          abandoned.push_back(std::move(box->queue[i]));
+        box->queue.clear();
+        box->head = 0;
+        box->queued_bytes = 0;
+        box->busy = false;
+      } else if (box->head == box->queue.size()) {
+        box->busy = false;
+      } else {
+        take_batch(*box, following);
+      }
+    }
+    if (!following.empty()) send_batch(box, std::move(following));
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].complete(errors[i], next[i]);
+    for (auto& item : abandoned)
+      item.complete(micro::Error(499, "the broker was destroyed before the delivery to " +
+                                      box->address + " ended"),
+                false);
   }
 
   micro::Logger log_;
@@ -955,10 +1337,14 @@ class HttpBroker final : public micro::BrokerPlugin {
   std::atomic<bool> watch_warned_{false};
   Clock::time_point refreshed_{};
   micro::Error lookup_error_;
-  std::map<std::string, Target> targets_;  // by node id
+  std::map<std::string, TargetPtr> targets_;  // by node id
+  std::map<std::string, std::shared_ptr<Outbox>> outboxes_;  // of batch subscribers, by node id
+  std::unordered_map<std::string, std::shared_ptr<const Route>> routes_;  // by topic
   std::vector<micro::RegistryEvent> events_during_lookup_;
   std::map<std::string, Clock::time_point> failed_;
   std::set<std::string> unheard_;  // topics published with no subscriber (warned once)
+  std::atomic<bool> has_unheard_{false};
+  std::atomic<bool> closing_{false};  // the destructor runs: outboxes send nothing more
   micro::RegistryWatch watch_;
 
   std::unique_ptr<net::thread_pool> handlers_;  // made by the first listen(): publishers need none
@@ -1002,16 +1388,21 @@ void Session::refuse_plaintext() {
   http::async_write(stream_.tcp(), response_,
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       if (ec) return self->close();
-                      beast::error_code ignored;
-                      self->stream_.tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
-                      self->drain();
+                      self->linger();
                     });
 }
 
-// Reads and drops what the peer still sends, so the 400 is not lost to a reset; then closes.
+// Stops sending, then reads and drops what the peer still sends (for 1 s at most), so a refusal
+// written before the request was read is not lost to a reset; then closes.
+void Session::linger() {
+  beast::error_code ignored;
+  stream_.tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream_.tcp().expires_after(std::chrono::seconds(1));
+  drain();
+}
+
 void Session::drain() {
   buffer_.consume(buffer_.size());
-  stream_.tcp().expires_after(std::chrono::seconds(1));
   stream_.tcp().async_read_some(buffer_.prepare(16 * 1024),
                                 [self = shared_from_this()](beast::error_code ec, size_t) {
                                   if (ec) return self->close();
@@ -1034,9 +1425,11 @@ void Session::read() {
 
 void Session::on_read(beast::error_code ec) {
   if (ec == http::error::body_limit) {
-    return answer(micro::Error(413, "the request passes max_body_bytes (" +
-                                        std::to_string(broker_.settings().max_body) + ")"),
-                  false);
+    const micro::Error error(413, "the request passes max_body_bytes (" +
+                                      std::to_string(broker_.settings().max_body) + ")",
+                             kModule);
+    return respond(413, "application/json", micro::error_to_json(error), false, false,
+                   !stream_.tls);
   }
   // Bytes that are not HTTP get a 400 (then the connection closes: it cannot be resynchronised);
   // a peer that leaves, times out or stops mid-request just loses its connection.
@@ -1050,12 +1443,30 @@ void Session::on_read(beast::error_code ec) {
   auto request = parser_->release();
   const bool keep_alive = request.keep_alive();
   std::string id;
+  micro::broker_http::BodyKind kind = micro::broker_http::BodyKind::envelope;
   micro::Error error = micro::broker_http::check_request(
-      request.method_string(), request.target(), request[http::field::content_type], kPath, id);
+      request.method_string(), request.target(), request[http::field::content_type], kPath,
+      broker_.settings().batch ? micro::broker_http::kBatchType : "", id, kind);
   if (!error.ok()) return answer(error, keep_alive);
   if (id.empty())
     return answer(micro::Error::bad_request("the request names no subscription (?id=...)"),
                   keep_alive);
+  if (kind == micro::broker_http::BodyKind::batch) {
+    // One batch at a time per connection (the next request is read once this one is answered),
+    // so the connection keeps its batch and results objects and their storage for the next.
+    // After an unusually large batch, fresh objects: the kept ones would hold its memory as long
+    // as the connection lives.
+    if (!batch_ || batch_->messages_size() > kKeepBatchObjects) {
+      batch_ = std::make_shared<micro::broker_http::wire::Batch>();
+      results_ = std::make_shared<micro::broker_http::wire::Results>();
+      // Beast reads as much as the buffer holds (at least 512 bytes): room for large reads, or a
+      // batch of 60 kB takes a hundred receive calls.
+      buffer_.reserve(kBatchReadBuffer);
+    }
+    error = micro::broker_http::decode_batch(request.body(), *batch_);
+    if (!error.ok()) return answer(error, keep_alive);
+    return broker_.deliver_batch(shared_from_this(), id, batch_, results_, keep_alive);
+  }
   micro::Message message;
   std::string topic;
   error = micro::broker_http::decode_envelope(request.body(), message, topic);
@@ -1065,28 +1476,37 @@ void Session::on_read(beast::error_code ec) {
 }
 
 void Session::answer(const micro::Error& error, bool keep_alive) {
-  net::dispatch(stream_.tcp().get_executor(), [self = shared_from_this(), error, keep_alive] {
+  if (error.ok()) return respond(200, "application/json", "{}", false, keep_alive);
+  const int code = error.code() >= 400 && error.code() <= 599 ? error.code() : 500;
+  micro::Error named = error;
+  if (named.id().empty()) named = micro::Error(error.code(), error.detail(), kModule);
+  respond(static_cast<unsigned>(code), "application/json", micro::error_to_json(named),
+          code == 410, keep_alive);
+}
+
+void Session::answer_batch(std::string results, bool keep_alive) {
+  respond(200, micro::broker_http::kBatchType, std::move(results), false, keep_alive);
+}
+
+void Session::respond(unsigned status, const char* content_type, std::string body, bool gone,
+                      bool keep_alive, bool linger) {
+  net::dispatch(stream_.tcp().get_executor(), [self = shared_from_this(), status, content_type,
+                                               body = std::move(body), gone, keep_alive,
+                                               linger]() mutable {
     auto& r = self->response_;
     r = {};
     r.version(11);
-    r.set(http::field::content_type, "application/json");
-    if (error.ok()) {
-      r.result(http::status::ok);
-      r.body() = "{}";
-    } else {
-      const int code = error.code() >= 400 && error.code() <= 599 ? error.code() : 500;
-      r.result(static_cast<unsigned>(code));
-      micro::Error named = error;
-      if (named.id().empty()) named = micro::Error(error.code(), error.detail(), "broker-http");
-      r.body() = micro::error_to_json(named);
-      if (code == 410) r.set(kGoneHeader, "1");
-    }
+    r.result(status);
+    r.set(http::field::content_type, content_type);
+    if (gone) r.set(kGoneHeader, "1");
+    r.body() = std::move(body);
     r.keep_alive(keep_alive);
     r.prepare_payload();
     self->stream_.tcp().expires_after(
         std::chrono::milliseconds(self->broker_.settings().read_timeout_ms));
     self->stream_.with([&](auto& stream) {
-      http::async_write(stream, r, [self, keep_alive](beast::error_code ec, size_t) {
+      http::async_write(stream, r, [self, keep_alive, linger](beast::error_code ec, size_t) {
+        if (!ec && linger) return self->linger();
         if (ec || !keep_alive) return self->close();
         self->read();
       });

@@ -137,7 +137,8 @@ Error decode_envelope(std::string_view json, Message& out, std::string& topic) {
 }
 
 Error check_request(std::string_view method, std::string_view target,
-                    std::string_view content_type, std::string_view path, std::string& id) {
+                    std::string_view content_type, std::string_view path,
+                    std::string_view batch_type, std::string& id, BodyKind& kind) {
   const size_t q = target.find('?');
   const std::string_view target_path = target.substr(0, q);
   if (target_path != path)
@@ -145,9 +146,16 @@ Error check_request(std::string_view method, std::string_view target,
                             "' (subscribers are reached at '" + std::string(path) + "')");
   if (method != "POST")
     return Error(405, "the broker endpoint takes POST, not " + std::string(method));
-  if (media_type(content_type) != "application/json")
-    return Error(415, "the broker endpoint takes application/json, not '" +
-                          std::string(content_type) + "'");
+  const std::string media = media_type(content_type);
+  if (media == "application/json") {
+    kind = BodyKind::envelope;
+  } else if (!batch_type.empty() && media == batch_type) {
+    kind = BodyKind::batch;
+  } else {
+    return Error(415, "the broker endpoint takes application/json" +
+                          (batch_type.empty() ? std::string() : " or " + std::string(batch_type)) +
+                          ", not '" + std::string(content_type) + "'");
+  }
   id.clear();
   if (q == std::string_view::npos) return {};
   std::string_view query = target.substr(q + 1);

@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <map>
 #include <set>
 #include <thread>
@@ -124,6 +126,12 @@ class BrokerCluster : public ::testing::Test {
     return got;
   }
 
+  static std::vector<int> numbers_int(int from, int to) {
+    std::vector<int> out;
+    for (int i = from; i < to; ++i) out.push_back(i);
+    return out;
+  }
+
   static std::vector<std::string> numbers(int from, int to) {
     std::vector<std::string> out;
     for (int i = from; i < to; ++i) out.push_back(std::to_string(i));
@@ -133,6 +141,48 @@ class BrokerCluster : public ::testing::Test {
   micro::Error publish(const std::string& topic, int i) {
     return client_.publish(topic, micro::Message{{{"content-type", "text/plain"}},
                                                  std::to_string(i)});
+  }
+
+  // Asynchronous publishes, none waiting for another: the burst goes out in batches. The
+  // results arrive by index.
+  class Burst {
+   public:
+    explicit Burst(micro::Broker broker, size_t count) : broker_(broker), errors_(count) {}
+    void publish(const std::string& topic, size_t i) {
+      broker_.publish(topic, micro::Message{{{"content-type", "text/plain"}}, std::to_string(i)},
+                      [this, i](const micro::Error& e) {
+                        std::lock_guard<std::mutex> lock(mutex_);
+                        errors_[i] = e;
+                        ++answered_;
+                        changed_.notify_all();
+                      });
+    }
+    size_t answered() {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return answered_;
+    }
+    bool wait_answered(size_t n) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      return changed_.wait_for(lock, 30s, [&] { return answered_ >= n; });
+    }
+    std::vector<micro::Error> errors() {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return errors_;
+    }
+
+   private:
+    micro::Broker broker_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::vector<micro::Error> errors_;
+    size_t answered_ = 0;
+  };
+
+  // The numbers in `file`, in the order printed.
+  static std::vector<int> ints(const std::vector<std::string>& lines) {
+    std::vector<int> out;
+    for (const auto& l : lines) out.push_back(std::stoi(l));
+    return out;
   }
 
   std::string dir_, config_;
@@ -246,6 +296,103 @@ TEST_F(BrokerCluster, MicroPublishReachesMicroSubscribe) {
   micro::Registry registry(stack_->registry());
   EXPECT_EQ(registry.get_service("micro.http.broker").error.code(), 404)
       << "micro subscribe deregisters when it ends";
+}
+
+// Thousands of publishes without waiting (batches, several in flight to each subscriber over
+// time): every subscriber gets every message once, in publish order.
+TEST_F(BrokerCluster, ABurstOfOverlappingPublishesArrivesCompleteInOrderOnceAtEverySubscriber) {
+  std::vector<std::string> files;
+  for (int i = 0; i < 3; ++i) files.push_back(start_subscriber("burst"));
+  ASSERT_TRUE(wait_for_subscribers("burst", 3));
+  constexpr int kMessages = 10000 / kScale;
+  Burst burst(micro::Broker(stack_->broker()), kMessages);
+  for (int i = 0; i < kMessages; ++i) burst.publish("burst", i);
+  ASSERT_TRUE(burst.wait_answered(kMessages));
+  for (const auto& e : burst.errors()) ASSERT_TRUE(e.ok()) << e.to_string();
+  for (const auto& f : files) EXPECT_EQ(wait_lines(f, kMessages), numbers(0, kMessages)) << f;
+}
+
+// The same burst to a queue group: each message reaches exactly one member, each member sees its
+// share in publish order.
+TEST_F(BrokerCluster, AQueueGroupTakesABurstExactlyOnce) {
+  std::vector<std::string> files;
+  for (int i = 0; i < 3; ++i) files.push_back(start_subscriber("qburst", "workers"));
+  ASSERT_TRUE(wait_for_subscribers("qburst", 3));
+  constexpr int kMessages = 10000 / kScale;
+  Burst burst(micro::Broker(stack_->broker()), kMessages);
+  for (int i = 0; i < kMessages; ++i) burst.publish("qburst", i);
+  ASSERT_TRUE(burst.wait_answered(kMessages));
+  for (const auto& e : burst.errors()) ASSERT_TRUE(e.ok()) << e.to_string();
+  std::multiset<int> all;
+  std::vector<std::vector<int>> got;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  do {
+    got.clear();
+    all.clear();
+    for (const auto& f : files) got.push_back(ints(lines(f)));
+    for (const auto& g : got) all.insert(g.begin(), g.end());
+  } while (all.size() < kMessages && std::chrono::steady_clock::now() < until);
+  ASSERT_EQ(all.size(), size_t(kMessages));
+  for (int i = 0; i < kMessages; ++i) ASSERT_EQ(all.count(i), 1u) << i;
+  for (const auto& g : got) {
+    EXPECT_GT(g.size(), 0u) << "each member takes a share";
+    EXPECT_TRUE(std::is_sorted(g.begin(), g.end())) << "a member sees its share in publish order";
+  }
+}
+
+// A plain subscriber and a queue member killed in the middle of a burst: the publisher is told
+// (503) of every message the plain one did not get; the other plain subscribers get everything,
+// in order; the queue group loses nothing (the dead member's messages move on to the live one,
+// message by message; only what the dead one took before dying may arrive twice).
+TEST_F(BrokerCluster, ASubscriberKilledMidBurstIsReportedForWhatItLost) {
+  std::vector<std::string> plain, queue;
+  for (int i = 0; i < 3; ++i) plain.push_back(start_subscriber("mid"));
+  for (int i = 0; i < 2; ++i) queue.push_back(start_subscriber("mid", "workers"));
+  ASSERT_TRUE(wait_for_subscribers("mid", 5));
+  constexpr int kMessages = 6000 / kScale;
+  Burst burst(micro::Broker(stack_->broker()), kMessages);
+  for (int i = 0; i < kMessages / 3; ++i) burst.publish("mid", i);
+  ASSERT_TRUE(burst.wait_answered(kMessages / 6));  // the burst is on its way
+  stop(plain[0], SIGKILL);
+  stop(queue[0], SIGKILL);
+  for (int i = kMessages / 3; i < kMessages; ++i) burst.publish("mid", i);
+  ASSERT_TRUE(burst.wait_answered(kMessages));
+
+  const auto errors = burst.errors();
+  const std::vector<int> dead = ints(lines(plain[0]));
+  std::set<int> dead_got(dead.begin(), dead.end());
+  EXPECT_EQ(dead, numbers_int(0, static_cast<int>(dead.size())))
+      << "the dead one got a prefix, in order";
+  EXPECT_LT(dead.size(), size_t(kMessages)) << "it died before the end";
+  EXPECT_GE(dead.size(), size_t(kMessages / 6)) << "what was answered before the kill reached it";
+  int reported = 0;
+  for (int i = 0; i < kMessages; ++i) {
+    if (dead_got.count(i) != 0) continue;
+    ASSERT_FALSE(errors[i].ok()) << "message " << i << " never reached the dead subscriber";
+    EXPECT_EQ(errors[i].code(), 503) << errors[i].to_string();
+    EXPECT_NE(errors[i].detail().find("failed"), std::string::npos) << errors[i].to_string();
+    ++reported;
+  }
+  EXPECT_GT(reported, 0);
+  for (size_t i = 1; i < plain.size(); ++i)
+    EXPECT_EQ(wait_lines(plain[i], kMessages), numbers(0, kMessages)) << plain[i];
+  const std::vector<int> dead_member = ints(lines(queue[0]));
+  const std::set<int> dead_member_got(dead_member.begin(), dead_member.end());
+  EXPECT_GT(dead_member.size(), 0u) << "the killed member had a share before it died";
+  std::multiset<int> all;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  do {
+    all = std::multiset<int>(dead_member.begin(), dead_member.end());
+    for (int n : ints(lines(queue[1]))) all.insert(n);
+  } while (std::set<int>(all.begin(), all.end()).size() < size_t(kMessages) &&
+           std::chrono::steady_clock::now() < until);
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_GE(all.count(i), 1u) << i << " reached the queue group";
+    if (all.count(i) > 1) {
+      EXPECT_EQ(dead_member_got.count(i), 1u) << i << ": a duplicate only from the dead member";
+    }
+    ASSERT_LE(all.count(i), 2u) << i;
+  }
 }
 
 }  // namespace
