@@ -16,7 +16,7 @@
 #include <filesystem>
 #include <set>
 
-#include "child_process.hpp"
+#include "micro/testing/child_process.hpp"
 #include "consul_double.hpp"
 #include "consul_json.hpp"
 
@@ -54,7 +54,7 @@ std::string missing_fixtures() {
 
 // The rendered body of `template_path` for `url`.
 std::string render(const std::string& template_path, const std::string& url) {
-  micro::consul::testing::ChildProcess child(
+  micro::testing::ChildProcess child(
       {NODE_EXECUTABLE, RENDER_SCRIPT, CONSUL_API_DOUBLE_DIR, template_path, url});
   const int status = child.wait_exit();
   EXPECT_EQ(status, 0) << "rendering " << template_path << " failed";

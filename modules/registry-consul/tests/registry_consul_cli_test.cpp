@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "child_process.hpp"
+#include "micro/testing/child_process.hpp"
 #include "micro/registry.hpp"
 #include "micro/testing/stack.hpp"
 
-using micro::consul::testing::ChildProcess;
+using micro::testing::ChildProcess;
 
 namespace {
 

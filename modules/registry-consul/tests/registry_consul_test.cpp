@@ -5,13 +5,13 @@
 #include <cstdlib>
 #include <thread>
 
-#include "child_process.hpp"
+#include "micro/testing/child_process.hpp"
 #include "consul_double.hpp"
 #include "micro/testing/registry_conformance.hpp"
 
 using micro::RegistryEvent;
 using micro::RegistryEventType;
-using micro::consul::testing::ChildProcess;
+using micro::testing::ChildProcess;
 using micro::consul::testing::ConsulDouble;
 using micro::testing::Collector;
 using std::chrono::milliseconds;

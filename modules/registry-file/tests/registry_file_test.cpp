@@ -13,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "micro/testing/child_process.hpp"
 #include "micro/testing/files.hpp"
 #include "micro/testing/registry_conformance.hpp"
 
@@ -92,75 +93,19 @@ std::vector<std::string> node_ids(const micro::Result<std::vector<micro::Service
   return ids;
 }
 
-// The helper program in a child process: it registers one node, then holds it until finish().
-class HelperProcess {
+// The helper program in a child process: it registers one node, then holds it until finish()
+// (stdin closed: it deregisters and exits).
+class HelperProcess : public micro::testing::ChildProcess {
  public:
   HelperProcess(const std::string& path, const std::string& service, const std::string& node,
-                uint64_t ttl_ms) {
-    int to_child[2], from_child[2];
-    if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) return;
-    // Everything the child needs is built before fork: after it, only exec.
-    const std::string module_dir = micro::testing::module_dir(), ttl = std::to_string(ttl_ms);
-    std::vector<const char*> argv = {
-        REGISTRY_FILE_HELPER, module_dir.c_str(), path.c_str(), service.c_str(),
-        node.c_str(),         ttl.c_str(),        nullptr};
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(to_child[0], STDIN_FILENO);
-      ::dup2(from_child[1], STDOUT_FILENO);
-      ::execv(argv[0], const_cast<char* const*>(argv.data()));
-      ::_exit(127);
-    }
-    ::close(to_child[0]);
-    ::close(from_child[1]);
-    stdin_ = to_child[1];
-    stdout_ = from_child[0];
-  }
-  ~HelperProcess() {
-    kill();
-    if (stdout_ >= 0) ::close(stdout_);
-  }
+                uint64_t ttl_ms)
+      : ChildProcess({REGISTRY_FILE_HELPER, micro::testing::module_dir(), path, service, node,
+                      std::to_string(ttl_ms)}) {}
 
   // Waits for the child to say it registered.
   bool registered(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    std::string said;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (said.find("registered\n") == std::string::npos) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      pollfd fd{stdout_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0) return false;
-      char buffer[64];
-      const ssize_t n = ::read(stdout_, buffer, sizeof buffer);
-      if (n <= 0) return false;  // exited
-      said.append(buffer, static_cast<size_t>(n));
-    }
-    return true;
+    return read_until("registered\n", timeout);
   }
-  // Closes the child's stdin: it deregisters and exits. Returns its exit status.
-  int finish() {
-    close_stdin();
-    int status = -1;
-    if (pid_ > 0 && ::waitpid(pid_, &status, 0) == pid_) pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  void close_stdin() {
-    if (stdin_ >= 0) ::close(stdin_);
-    stdin_ = -1;
-  }
-  void kill() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-    close_stdin();
-  }
-
- private:
-  pid_t pid_ = -1;
-  int stdin_ = -1;
-  int stdout_ = -1;
 };
 
 class RegistryFileTest : public ::testing::Test {

@@ -1,5 +1,7 @@
-// A child process for registry-consul's process tests: started with argv, its stdout read
-// through a pipe, its stdin held open until close_stdin(); killed (SIGKILL) when destroyed.
+// A child process for tests that run real programs (a helper that registers and holds a node, a
+// CLI, a server double): started with argv (argv[0] a path), its stdout read through a pipe, its
+// stdin held open until close_stdin() (helpers take that as "finish"); killed (SIGKILL) when
+// destroyed.
 #pragma once
 
 #include <fcntl.h>
@@ -12,7 +14,7 @@
 #include <string>
 #include <vector>
 
-namespace micro::consul::testing {
+namespace micro::testing {
 
 class ChildProcess {
  public:
@@ -73,6 +75,12 @@ class ChildProcess {
   }
   const std::string& output() const { return output_; }
 
+  // Closes stdin (the child's cue to finish) and waits for its exit status.
+  int finish(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    close_stdin();
+    return wait_exit(timeout);
+  }
+
   void close_stdin() {
     if (stdin_ >= 0) ::close(stdin_);
     stdin_ = -1;
@@ -106,4 +114,4 @@ class ChildProcess {
   std::string output_;
 };
 
-}  // namespace micro::consul::testing
+}  // namespace micro::testing
