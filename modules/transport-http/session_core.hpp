@@ -495,7 +495,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     hand_to_waiting();
   }
   void fail_frames_in(const Error& error) {
-    hard_close(error);
+    if (!closed_) hard_close(error);  // (closing after close(): its queued writes go on)
     end_frames_in(error);
   }
 
