@@ -581,6 +581,7 @@ class ServerStream final : public micro::StreamImpl {
         handler_(std::move(handler)),
         content_type_(std::move(content_type)),
         codec_(codec),
+        canonical_(micro::media_type(content_type_) == kCanonical),
         alive_(std::make_shared<Alive>()) {}
 
   ~ServerStream() override {
@@ -611,14 +612,17 @@ class ServerStream final : public micro::StreamImpl {
 
   void send(micro::Message message, micro::Done done) override {
     micro::Message frame;
-    if (handler_->response_schema && message.header.count("micro-error") == 0) {
+    const auto error = message.header.find("micro-error");
+    const bool failure = error != message.header.end();
+    // Canonical to canonical (protobuf binary both) is the identity: no codec call per frame.
+    if (handler_->response_schema && !failure && !canonical_) {
       micro::Error e = codec_.encode(content_type_, message.body, handler_->response_schema.get(),
                                      frame.body);
       if (!e.ok()) return done(e);
     } else {
       frame.body = std::move(message.body);
     }
-    if (message.header.count("micro-error")) frame.header["micro-error"] = message.header["micro-error"];
+    if (failure) frame.header["micro-error"] = error->second;
     connection_->socket().send(frame, guard(std::move(done)));
   }
 
@@ -676,6 +680,7 @@ class ServerStream final : public micro::StreamImpl {
   std::shared_ptr<micro::EndpointHandler> handler_;
   std::string content_type_;
   micro::Codec codec_;
+  const bool canonical_;  // the stream's content type is the canonical protobuf binary
   std::shared_ptr<Alive> alive_;
   std::atomic<bool> ended_{false};  // our response is complete
 };

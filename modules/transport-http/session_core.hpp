@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "completions.hpp"
 #include "connection.hpp"
@@ -249,13 +250,18 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     if (reading_ahead_) return;  // a read is under way; its completion pumps
     if (closed_) return end_frames_in(close_reason_);
     Error error;
+    // Cut outside the lock (a recv on the caller's thread takes it per message), then moved in.
+    std::vector<Frame> decoded;
+    size_t decoded_bytes = 0;
+    while (auto frame = frames.next(error)) {
+      decoded_bytes += frame->payload.size() + kFrameOverhead;
+      decoded.push_back(std::move(*frame));
+    }
     {
       std::lock_guard<std::mutex> lock(buffers_);
       if (in_end_ || !frames_in_) return;
-      while (auto frame = frames.next(error)) {
-        inbox_bytes_ += frame->payload.size() + kFrameOverhead;
-        inbox_.push_back(std::move(*frame));
-      }
+      for (Frame& frame : decoded) inbox_.push_back(std::move(frame));
+      inbox_bytes_ += decoded_bytes;
     }
     if (!error.ok())
       return fail_frames_in(Error(error.code(), error.detail() + " on " + peer_, kModule));
@@ -514,9 +520,14 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
   // On the strand: queues a write that takes, when it starts, every frame then in the outbox.
   void queue_outbox() {
     if (closed_) {  // nothing more is written (a close() drains only what was queued before it)
-      std::lock_guard<std::mutex> lock(buffers_);
-      outbox_.clear();
-      outbox_queued_ = false;
+      bool unpark = false;
+      {
+        std::lock_guard<std::mutex> lock(buffers_);
+        outbox_.clear();
+        outbox_queued_ = false;
+        unpark = std::exchange(send_parked_, false);
+      }
+      if (unpark) completions_.send(close_reason_);
       return;
     }
     auto chunk = std::make_shared<std::string>();
