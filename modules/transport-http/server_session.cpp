@@ -39,7 +39,7 @@ class ServerSession final : public SessionCore<Stream> {
 
   // ---- receiving
   void on_recv() override {
-    if (this->frames_in_use()) return this->recv_from_inbox();
+    if (streaming_ && this->frames_in_use()) return this->recv_from_inbox();
     if (closed_) return completions_.recv(close_reason_, std::nullopt);
     switch (reading_) {
       case Reading::between_requests:
