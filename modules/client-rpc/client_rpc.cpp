@@ -19,7 +19,6 @@
 #include <unordered_map>
 
 #include "deadlines.hpp"
-#include "pipelined_channel.hpp"
 #include "micro/error_json.hpp"
 #include "micro/module.hpp"
 
@@ -156,32 +155,28 @@ class StreamOpen : public std::enable_shared_from_this<StreamOpen> {
   std::unique_ptr<micro::Socket> socket_;
 };
 
-// The caller's side of a stream, on one transport socket. Sends are written behind and
-// messages read ahead (PipelinedChannel), so the caller's blocking send and recv rarely wait for
-// a transport thread.
+// The caller's side of a stream, on one transport socket, called straight through: the
+// transport writes frames behind and reads them ahead itself (transport-http completes a send
+// or a recv on the caller's thread when it can), so the caller's blocking send and recv rarely
+// wait for a transport thread.
 class ClientStream final : public micro::StreamImpl {
  public:
-  explicit ClientStream(micro::Socket socket)
-      : socket_(std::move(socket)),
-        pipe_(std::make_shared<micro::rpc_common::PipelinedChannel>(socket_)) {
-    pipe_->start_reading();
-  }
+  explicit ClientStream(micro::Socket socket) : socket_(std::move(socket)) {}
   ~ClientStream() override {
-    pipe_->stop();
     socket_.reset();  // completes what is pending (with 499) before it returns
   }
   void send(micro::Message message, micro::Done done) override {
-    micro::Message frame;
+    if (message.header.empty()) return socket_.send(message, std::move(done));
+    micro::Message frame;  // a frame carries the body only
     frame.body = std::move(message.body);
-    pipe_->send(std::move(frame), std::move(done));
+    socket_.send(frame, std::move(done));
   }
-  void recv(micro::MessageCallback on_message) override { pipe_->recv(std::move(on_message)); }
-  void close_send(micro::Done done) override { pipe_->close_send(std::move(done)); }
+  void recv(micro::MessageCallback on_message) override { socket_.recv(std::move(on_message)); }
+  void close_send(micro::Done done) override { socket_.close_send(std::move(done)); }
   void cancel() override { socket_.close(); }
 
  private:
   micro::Socket socket_;
-  std::shared_ptr<micro::rpc_common::PipelinedChannel> pipe_;
 };
 
 class RpcClient final : public micro::ClientPlugin {

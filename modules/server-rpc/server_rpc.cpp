@@ -17,7 +17,6 @@
 #include <thread>
 
 #include "deadlines.hpp"
-#include "pipelined_channel.hpp"
 #include "micro/content_type.hpp"
 #include "micro/error_json.hpp"
 #include "micro/module.hpp"
@@ -569,8 +568,9 @@ void CallState::deadline_passed() {
 }
 
 // The handler's side of a stream: frames in the stream's content type, translated to and from
-// protobuf binary for typed endpoints. Sends are written behind and frames read ahead
-// (PipelinedChannel), so a blocking handler rarely waits for a transport thread.
+// protobuf binary for typed endpoints. Calls go straight to the socket: the transport writes
+// frames behind and reads them ahead itself (transport-http completes a send or a recv on the
+// handler's thread when it can), so a blocking handler rarely waits for a transport thread.
 class ServerStream final : public micro::StreamImpl {
  public:
   ServerStream(RpcServer& server, std::shared_ptr<Connection> connection,
@@ -581,10 +581,8 @@ class ServerStream final : public micro::StreamImpl {
         handler_(std::move(handler)),
         content_type_(std::move(content_type)),
         codec_(codec),
-        alive_(std::make_shared<Alive>()),
-        pipe_(std::make_shared<micro::rpc_common::PipelinedChannel>(connection_->socket())) {
-    pipe_->start_reading();
-  }
+        canonical_(micro::media_type(content_type_) == kCanonical),
+        alive_(std::make_shared<Alive>()) {}
 
   ~ServerStream() override {
     {
@@ -602,35 +600,37 @@ class ServerStream final : public micro::StreamImpl {
       timer->async_wait([connection](const boost::system::error_code& ec) {
         if (!ec) connection->close();
       });
-      // The pipe lives as long as its reads (they hold it); `keep` holds it for the timer too.
-      pipe_->discard([&server, connection, timer, keep = pipe_] {
+      discard(connection, [&server, connection, timer] {
         asio::post(server.io(), [timer] { timer->cancel(); });
         server.connection_ended(connection);
       });
       return;
     }
-    pipe_->stop();
     connection_->close();
     server_.connection_ended(connection_);
   }
 
   void send(micro::Message message, micro::Done done) override {
     micro::Message frame;
-    if (handler_->response_schema && message.header.count("micro-error") == 0) {
+    const auto error = message.header.find("micro-error");
+    const bool failure = error != message.header.end();
+    // Canonical to canonical (protobuf binary both) is the identity: no codec call per frame.
+    if (handler_->response_schema && !failure && !canonical_) {
       micro::Error e = codec_.encode(content_type_, message.body, handler_->response_schema.get(),
                                      frame.body);
       if (!e.ok()) return done(e);
     } else {
       frame.body = std::move(message.body);
     }
-    if (message.header.count("micro-error")) frame.header["micro-error"] = message.header["micro-error"];
-    pipe_->send(std::move(frame), guard(std::move(done)));
+    if (failure) frame.header["micro-error"] = error->second;
+    connection_->socket().send(frame, guard(std::move(done)));
   }
 
   void recv(micro::MessageCallback on_message) override {
     auto alive = alive_;
-    pipe_->recv([this, alive, on_message = std::move(on_message)](
-                    const micro::Error& error, std::optional<micro::Message> message) {
+    connection_->socket().recv([this, alive, on_message = std::move(on_message)](
+                                   const micro::Error& error,
+                                   std::optional<micro::Message> message) {
       std::lock_guard<std::recursive_mutex> lock(alive->mutex);
       if (!alive->alive) return;
       if (!error.ok() || !message || !handler_->request_schema)
@@ -644,7 +644,7 @@ class ServerStream final : public micro::StreamImpl {
   }
 
   void close_send(micro::Done done) override {
-    pipe_->close_send(guard([this, done = std::move(done)](const micro::Error& e) {
+    connection_->socket().close_send(guard([this, done = std::move(done)](const micro::Error& e) {
       if (e.ok()) ended_ = true;
       done(e);
     }));
@@ -653,6 +653,17 @@ class ServerStream final : public micro::StreamImpl {
   void cancel() override { connection_->close(); }
 
  private:
+  // Receives and drops frames until the caller's end of stream (or an error: the timer's
+  // close), then calls `on_end` once. The callbacks hold the connection, so its socket lives on.
+  static void discard(std::shared_ptr<Connection> connection, std::function<void()> on_end) {
+    micro::Socket& socket = connection->socket();
+    socket.recv([connection = std::move(connection), on_end = std::move(on_end)](
+                    const micro::Error& error, std::optional<micro::Message> message) mutable {
+      if (!error.ok() || !message) return on_end();
+      discard(std::move(connection), std::move(on_end));
+    });
+  }
+
   struct Alive {
     std::recursive_mutex mutex;  // held while a callback runs, so the destructor waits for it
     bool alive = true;
@@ -669,8 +680,8 @@ class ServerStream final : public micro::StreamImpl {
   std::shared_ptr<micro::EndpointHandler> handler_;
   std::string content_type_;
   micro::Codec codec_;
+  const bool canonical_;  // the stream's content type is the canonical protobuf binary
   std::shared_ptr<Alive> alive_;
-  std::shared_ptr<micro::rpc_common::PipelinedChannel> pipe_;
   std::atomic<bool> ended_{false};  // our response is complete
 };
 

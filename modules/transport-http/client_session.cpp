@@ -239,6 +239,7 @@ class ClientSession final : public SessionCore<Stream> {
   }
 
   void on_recv() override {
+    if (stream_mode_ && this->frames_in_use()) return this->recv_from_inbox();
     if (closed_) return completions_.recv(close_reason_, std::nullopt);
     if (stream_mode_) return stream_recv();
     switch (exchange_) {
@@ -358,6 +359,7 @@ class ClientSession final : public SessionCore<Stream> {
       send_closed_ = true;
       return completions_.close_send({});
     }
+    this->end_frames_out();
     if (request_state_ == Request::ended) return completions_.close_send({});
     if (request_state_ == Request::none) write_stream_request_head(Message{});
     request_state_ = Request::ended;
@@ -400,6 +402,7 @@ class ClientSession final : public SessionCore<Stream> {
           if (!has_frame) completions_.send({});
         });
     if (!invalid.ok()) return completions_.send(invalid);
+    this->open_frames_out();
     if (has_frame) this->send_frame(message);
   }
 
@@ -419,12 +422,7 @@ class ClientSession final : public SessionCore<Stream> {
 
   void stream_recv() {
     if (response_done_) return completions_.recv({}, std::nullopt);
-    if (head_received_) {
-      return this->recv_frame(*reader_, *frames_, [this] {
-        response_done_ = true;
-        completions_.recv({}, std::nullopt);
-      });
-    }
+    if (head_received_) return this->recv_from_inbox();  // (the inbox delivers the end)
     new_reader();
     conn_->tcp_layer().expires_after(read_timeout_);
     http::async_read_header(
@@ -444,8 +442,15 @@ class ClientSession final : public SessionCore<Stream> {
           }
           reader_->unlimited_body();
           frames_.emplace(rt_.settings.limits.max_body_bytes);
-          completions_.recv({}, received_head());
+          Message head = received_head();
+          this->open_frames_in();  // frames are read ahead from now on
+          completions_.recv({}, std::move(head));
         });
+  }
+
+  void pump_stream() override {
+    if (!head_received_ || !frames_ || response_done_) return;
+    this->pump(*reader_, *frames_, [this] { response_done_ = true; });
   }
 
   const std::string address_;

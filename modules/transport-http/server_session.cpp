@@ -41,15 +41,13 @@ class ServerSession final : public SessionCore<Stream> {
 
   // ---- receiving
   void on_recv() override {
+    if (streaming_ && this->frames_in_use()) return this->recv_from_inbox();
     if (closed_) return completions_.recv(close_reason_, std::nullopt);
     switch (reading_) {
       case Reading::between_requests:
         return start_request();
       case Reading::stream_body:
-        return this->recv_frame(*reader_, *frames_, [this] {
-          reading_ = Reading::between_requests;
-          completions_.recv({}, std::nullopt);
-        });
+        return this->recv_from_inbox();
       case Reading::finished:
         return completions_.recv({}, std::nullopt);
       case Reading::unary_body:
@@ -118,7 +116,10 @@ class ServerSession final : public SessionCore<Stream> {
       streaming_ = true;
       reply_ = Reply::none;
       ++unanswered_;
-      return completions_.recv({}, received_head());
+      Message received = received_head();
+      this->reset_send_closing();
+      this->open_frames_in();  // frames are read ahead from now on
+      return completions_.recv({}, std::move(received));
     }
     streaming_ = false;
     reading_ = Reading::unary_body;
@@ -245,6 +246,7 @@ class ServerSession final : public SessionCore<Stream> {
     head->chunked(true);
     reply_ = Reply::head_sent;
     --unanswered_;
+    this->open_frames_out();
     const bool has_frame = !message.body.empty();
     this->write_stream_head(std::move(head), [self = this->shared_from_this(), this,
                                               has_frame](beast::error_code ec) {
@@ -265,6 +267,7 @@ class ServerSession final : public SessionCore<Stream> {
     };
     if (closed_) return completions_.close_send(close_reason_);
     if (streaming_ && reply_ != Reply::ended) {
+      this->end_frames_out();
       if (reply_ == Reply::none && unanswered_ > 0) {  // no head yet: an empty 200 stream
         auto head = std::make_shared<http::response<http::empty_body>>(http::status::ok, version_);
         head->keep_alive(keep_alive_);
@@ -283,6 +286,11 @@ class ServerSession final : public SessionCore<Stream> {
           net::post(this->strand_, [handler] { handler({}, 0); });
         },
         done);
+  }
+
+  void pump_stream() override {
+    if (reading_ != Reading::stream_body || !frames_) return;
+    this->pump(*reader_, *frames_, [this] { reading_ = Reading::between_requests; });
   }
 
   void on_released() override {

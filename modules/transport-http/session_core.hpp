@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "completions.hpp"
 #include "connection.hpp"
@@ -38,6 +39,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
   // anywhere else, and for streams (whose read-ahead would recurse frame after frame), it is
   // posted to the strand.
   void send(Message message, Done done) override {
+    if (send_frame_inline(message, done)) return;
     if (refused(completions_.arm_send(done), "send", done)) return;
     if (in_strand() && steps_inline()) return on_send(std::move(message));
     net::post(strand_, [self = this->shared_from_this(), m = std::move(message)]() mutable {
@@ -45,22 +47,30 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     });
   }
   void recv(MessageCallback on_message) override {
+    if (recv_frame_inline(on_message)) return;
     const auto armed = completions_.arm_recv(on_message);
     if (armed != Completions::Arm::ok) return on_message(arm_error(armed, "recv"), std::nullopt);
     if (in_strand() && steps_inline()) return on_recv();
     net::post(strand_, [self = this->shared_from_this()] { self->on_recv(); });
   }
   void close_send(Done done) override {
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      frames_out_ = false;  // later sends go to the strand, which refuses them
+      send_closing_ = true;
+    }
     if (refused(completions_.arm_close_send(done), "close_send", done)) return;
     net::post(strand_, [self = this->shared_from_this()] { self->on_close_send(); });
   }
   void close() override {
+    shut_buffers();
     completions_.cancel_all(closed_locally());
     net::post(strand_, [self = this->shared_from_this()] {
       self->close_after_writes(self->closed_locally());
     });
   }
   void release() override {
+    shut_buffers();
     completions_.shut_down(Error(499, peer_ + " closed: the socket was destroyed", kModule));
     auto self = this->shared_from_this();
     // A client connection on its way to the pool is handed over before destroy returns (so the
@@ -182,6 +192,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     }
     closed_ = true;
     close_reason_ = reason;
+    close_buffers(reason);
     on_closing();
     if (conn_) conn_->close();
     std::deque<PendingWrite> unstarted;
@@ -203,6 +214,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     if (!writing_ && writes_.empty()) return hard_close(reason);
     closed_ = true;
     close_reason_ = reason;
+    close_buffers(reason);
     draining_ = true;
     on_closing();
   }
@@ -239,23 +251,37 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
         std::move(then));
   }
 
-  // A stream send: the frame joins the outbox, which is written as one chunk with whatever else
-  // waits, so a fast sender's frames share writes. The send completes at once while less than
-  // kOutboxLimit bytes wait, else once they are written (back-pressure); a write that fails later
-  // closes the socket, and the next operation reports why. A message with a Micro-Error header is
-  // an error frame.
+  // A stream send that came through the strand (the first frame, with a head): as
+  // send_frame_inline, completing the armed send.
   void send_frame(const Message& message) {
-    const std::string* error = find_header(message, "micro-error");
-    const FrameKind kind = error != nullptr ? FrameKind::error : FrameKind::message;
-    const std::string& payload = error != nullptr ? *error : message.body;
-    if (payload.size() > UINT32_MAX)
-      return completions_.send(Error(413, "a stream frame cannot exceed 4 GiB", kModule));
-    const auto header = frame_header(kind, static_cast<uint32_t>(payload.size()));
-    outbox_.append(header.data(), header.size());
-    outbox_.append(payload);
-    if (!outbox_queued_) queue_outbox();
-    if (outbox_.size() + in_flight_ < kOutboxLimit) return completions_.send({});
+    std::unique_lock<std::mutex> lock(buffers_);
+    const Error bad = append_frame(message);
+    if (!bad.ok()) {
+      lock.unlock();
+      return completions_.send(bad);
+    }
+    if (outbox_.size() + in_flight_ < kOutboxLimit) {
+      lock.unlock();
+      return completions_.send({});
+    }
     send_parked_ = true;
+  }
+
+  // On the strand, once the stream's head is queued: from now on sends of frames take the fast
+  // path (unless close_send was called).
+  void open_frames_out() {
+    std::lock_guard<std::mutex> lock(buffers_);
+    if (!send_closing_) frames_out_ = true;
+  }
+  // On the strand: the stream's own close_send stops the fast path.
+  void end_frames_out() {
+    std::lock_guard<std::mutex> lock(buffers_);
+    frames_out_ = false;
+  }
+  // On the strand, for a new exchange on the connection: close_send of the last one is history.
+  void reset_send_closing() {
+    std::lock_guard<std::mutex> lock(buffers_);
+    send_closing_ = false;
   }
 
   void write_last_chunk(WriteThen then) {
@@ -266,47 +292,112 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
         std::move(then));
   }
 
-  // ---- reading a stream's body: delivers the next frame to the pending recv, reading more of
-  // the body when needed; `at_end` runs when the body ends cleanly.
-  template <bool isRequest>
-  void recv_frame(MessageReader<isRequest>& reader, FrameDecoder& frames,
-                  std::function<void()> at_end) {
+  // ---- reading a stream's body ahead: frames are decoded into the inbox while it holds less
+  // than kInboxLimit; recv takes them from there on the caller's thread (recv_frame_inline).
+  // The reader pauses when the inbox is full and a recv that drains it below half resumes it, so
+  // a peer that is not read from is eventually held back by TCP.
+
+  // On the strand, after the stream's head was received (before it is delivered): frames go to
+  // the inbox from now on, read by the derived session's pump_stream().
+  void open_frames_in() {
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      inbox_.clear();
+      inbox_bytes_ = 0;
+      in_end_ = false;
+      in_error_ = Error{};
+      recv_waiting_ = false;
+      paused_ = false;
+      frames_in_ = true;
+    }
+    pump_stream();
+  }
+
+  // Derived sessions: calls pump() with their reader, decoder and what to do at the body's end.
+  virtual void pump_stream() {}
+
+  // On the strand: decodes what has arrived, hands a frame to a waiting recv, reads more unless
+  // the inbox is full. `at_end` runs (on the strand) when the body ends cleanly.
+  template <bool isRequest, class AtEnd>
+  void pump(MessageReader<isRequest>& reader, FrameDecoder& frames, AtEnd at_end) {
+    if (reading_ahead_) return;  // a read is under way; its completion pumps
+    if (closed_) return end_frames_in(close_reason_);
     Error error;
-    if (auto frame = frames.next(error)) return deliver(std::move(*frame));
-    if (!error.ok()) return fail(Error(error.code(), error.detail() + " on " + peer_, kModule));
+    // Cut outside the lock (a recv on the caller's thread takes it per message), then moved in.
+    std::vector<Frame> decoded;
+    size_t decoded_bytes = 0;
+    while (auto frame = frames.next(error)) {
+      decoded_bytes += frame->payload.size() + kFrameOverhead;
+      decoded.push_back(std::move(*frame));
+    }
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      if (in_end_ || !frames_in_) return;
+      for (Frame& frame : decoded) inbox_.push_back(std::move(frame));
+      inbox_bytes_ += decoded_bytes;
+    }
+    if (!error.ok())
+      return fail_frames_in(Error(error.code(), error.detail() + " on " + peer_, kModule));
     if (reader.parser().is_done()) {
       if (frames.has_partial())
-        return fail(Error::bad_request("the stream on " + peer_ + " ended in the middle of a frame")
-                        .with_id(kModule));
-      return at_end();
+        return fail_frames_in(
+            Error::bad_request("the stream on " + peer_ + " ended in the middle of a frame")
+                .with_id(kModule));
+      at_end();
+      return end_frames_in({});
+    }
+    hand_to_waiting();
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      if (inbox_bytes_ >= kInboxLimit) {
+        paused_ = true;
+        return;
+      }
     }
     const bool mid_frame = frames.has_partial();
     const Millis timeout = mid_frame ? rt_.settings.read_timeout : rt_.settings.idle_timeout;
     conn_->tcp_layer().expires_after(timeout);
     reader.prepare_body(64 * 1024);
+    reading_ahead_ = true;
     http::async_read_some(
         conn_->stream, conn_->buffer, reader.parser(),
-        [self = this->shared_from_this(), this, &reader, &frames, at_end = std::move(at_end),
+        [self = this->shared_from_this(), this, &reader, &frames, at_end,
          timeout](beast::error_code ec, size_t) mutable {
+          reading_ahead_ = false;
           reader.commit_body(frames.bytes());
           if (ec == http::error::need_buffer) ec = {};
           if (ec) {
             if (is_parse_error(ec))
-              return fail(
+              return fail_frames_in(
                   Error(400, "malformed stream body on " + peer_ + ": " + ec.message(), kModule));
-            return fail(failure(ec, "reading a stream", timeout));
+            return fail_frames_in(failure(ec, "reading a stream", timeout));
           }
-          recv_frame(reader, frames, std::move(at_end));
+          pump(reader, frames, std::move(at_end));
         });
   }
 
-  void deliver(Frame frame) {
-    if (frame.kind == FrameKind::error)
-      return completions_.recv(parse_error_json(frame.payload, 500), std::nullopt);
-    completions_.recv({}, Message{{}, std::move(frame.payload)});
+  // Whether recvs are served from the inbox (a stream's body is being read ahead).
+  bool frames_in_use() {
+    std::lock_guard<std::mutex> lock(buffers_);
+    return frames_in_;
+  }
+
+  // On the strand: a recv came through the strand while the inbox is in use (after the inline
+  // path deferred it); it is armed: serve it from the inbox, or let the reader do it.
+  void recv_from_inbox() {
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      recv_waiting_ = true;
+    }
+    hand_to_waiting();
+    resume_if_paused();
   }
 
   static constexpr size_t kOutboxLimit = 256 * 1024;
+  static constexpr size_t kInboxLimit = 256 * 1024;
+  static constexpr size_t kFrameOverhead = 64;  // counted per frame, so tiny frames are bounded too
+  static constexpr int kMaxInlineDepth = 16;     // nested inline completions before one defers
+
 
   Runtime& rt_;
   const Strand strand_;
@@ -334,33 +425,212 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     return true;
   }
 
-  // Queues a write that takes, when it starts, every frame then in the outbox.
+  // ---- the stream fast paths, on the caller's thread ----
+
+  // Counts inline completions nested on this thread (a callback that sends or receives again
+  // from inside its completion), so a chain of them defers to the strand instead of growing the
+  // stack without bound.
+  static int& inline_depth() noexcept {
+    static thread_local int depth = 0;
+    return depth;
+  }
+  struct InlineScope {
+    InlineScope() noexcept { ++inline_depth(); }
+    ~InlineScope() { --inline_depth(); }
+    InlineScope(const InlineScope&) = delete;
+    InlineScope& operator=(const InlineScope&) = delete;
+  };
+
+  // buffers_ held: appends the frame for `message` to the outbox and makes sure a write will take
+  // it (posting to the strand only when none is queued).
+  Error append_frame(const Message& message) {
+    const std::string* error = message.header.empty() ? nullptr : find_header(message, "micro-error");
+    const FrameKind kind = error != nullptr ? FrameKind::error : FrameKind::message;
+    const std::string& payload = error != nullptr ? *error : message.body;
+    if (payload.size() > UINT32_MAX)
+      return Error(413, "a stream frame cannot exceed 4 GiB", kModule);
+    const auto header = frame_header(kind, static_cast<uint32_t>(payload.size()));
+    outbox_.append(header.data(), header.size());
+    outbox_.append(payload);
+    if (!outbox_queued_) {
+      outbox_queued_ = true;
+      // Posted under the lock, so a close() after this send is posted after it (and writes it).
+      net::post(strand_, [self = this->shared_from_this()] { self->queue_outbox(); });
+    }
+    return {};
+  }
+
+  // A send of a frame once the stream's head is on its way: the frame joins the outbox here and
+  // the send completes here while less than kOutboxLimit bytes wait; else it completes once they
+  // are written (back-pressure). Returns false when the send must go through the strand.
+  bool send_frame_inline(const Message& message, Done& done) {
+    std::unique_lock<std::mutex> lock(buffers_);
+    if (!frames_out_) return false;
+    Error result;
+    if (shut_) {
+      result = closed_locally();
+    } else if (out_closed_) {
+      result = out_error_;
+    } else if (send_parked_ || inline_depth() >= kMaxInlineDepth) {
+      return false;  // the strand refuses a second send, or completes this one off this stack
+    } else {
+      result = append_frame(message);
+      if (result.ok() && outbox_.size() + in_flight_ >= kOutboxLimit) {
+        const auto armed = completions_.arm_send(done);
+        if (armed == Completions::Arm::ok) {
+          send_parked_ = true;
+          return true;
+        }
+        result = arm_error(armed, "send");
+      }
+    }
+    lock.unlock();
+    InlineScope scope;
+    done(result);
+    return true;
+  }
+
+  // A recv while frames are read ahead: takes the next one from the inbox here, or the end;
+  // else arms and the reader completes it. Returns false when the recv must go through the
+  // strand.
+  bool recv_frame_inline(MessageCallback& on_message) {
+    std::unique_lock<std::mutex> lock(buffers_);
+    if (!frames_in_) return false;
+    if (shut_ || recv_waiting_ || inline_depth() >= kMaxInlineDepth) return false;
+    if (inbox_.empty() && !in_end_) {
+      const auto armed = completions_.arm_recv(on_message);
+      if (armed != Completions::Arm::ok) {
+        lock.unlock();
+        on_message(arm_error(armed, "recv"), std::nullopt);
+        return true;
+      }
+      recv_waiting_ = true;
+      resume_locked();
+      return true;
+    }
+    Error error;
+    std::optional<Message> message;
+    if (!inbox_.empty()) {
+      Frame frame = std::move(inbox_.front());
+      inbox_.pop_front();
+      inbox_bytes_ -= frame.payload.size() + kFrameOverhead;
+      resume_locked();
+      lock.unlock();
+      if (frame.kind == FrameKind::error)
+        error = parse_error_json(frame.payload, 500);
+      else
+        message = Message{{}, std::move(frame.payload)};
+    } else {  // the end: clean (then the strand takes over again) or an error (again each time)
+      error = in_error_;
+      if (error.ok()) frames_in_ = false;
+      lock.unlock();
+    }
+    InlineScope scope;
+    on_message(error, std::move(message));
+    return true;
+  }
+
+  // buffers_ held: a paused reader resumes once the inbox is below half its limit.
+  void resume_locked() {
+    if (!paused_ || inbox_bytes_ > kInboxLimit / 2) return;
+    paused_ = false;
+    net::post(strand_, [self = this->shared_from_this()] { self->pump_stream(); });
+  }
+  void resume_if_paused() {
+    std::lock_guard<std::mutex> lock(buffers_);
+    resume_locked();
+  }
+
+  // On the strand: completes a waiting recv with the next frame, or the end.
+  void hand_to_waiting() {
+    std::unique_lock<std::mutex> lock(buffers_);
+    if (!recv_waiting_) return;
+    if (!inbox_.empty()) {
+      Frame frame = std::move(inbox_.front());
+      inbox_.pop_front();
+      inbox_bytes_ -= frame.payload.size() + kFrameOverhead;
+      recv_waiting_ = false;
+      lock.unlock();
+      if (frame.kind == FrameKind::error)
+        return completions_.recv(parse_error_json(frame.payload, 500), std::nullopt);
+      return completions_.recv({}, Message{{}, std::move(frame.payload)});
+    }
+    if (!in_end_) return;
+    recv_waiting_ = false;
+    const Error error = in_error_;
+    if (error.ok()) frames_in_ = false;
+    lock.unlock();
+    completions_.recv(error, std::nullopt);
+  }
+
+  // On the strand: the body ended (ok) or failed; recv gets that after the frames before it.
+  void end_frames_in(const Error& error) {
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      if (!frames_in_ || in_end_) return;
+      in_end_ = true;
+      in_error_ = error;
+    }
+    hand_to_waiting();
+  }
+  void fail_frames_in(const Error& error) {
+    if (!closed_) hard_close(error);  // (closing after close(): its queued writes go on)
+    end_frames_in(error);
+  }
+
+  // close() or destroy: every later operation fails with 499 (close_locally), here.
+  void shut_buffers() {
+    std::lock_guard<std::mutex> lock(buffers_);
+    shut_ = true;
+  }
+  // On the strand, closing: later sends fail with `reason`.
+  void close_buffers(const Error& reason) {
+    std::lock_guard<std::mutex> lock(buffers_);
+    out_closed_ = true;
+    out_error_ = reason;
+  }
+
+  // On the strand: queues a write that takes, when it starts, every frame then in the outbox.
   void queue_outbox() {
-    outbox_queued_ = true;
+    if (closed_) {  // nothing more is written (a close() drains only what was queued before it)
+      bool unpark = false;
+      {
+        std::lock_guard<std::mutex> lock(buffers_);
+        outbox_.clear();
+        outbox_queued_ = false;
+        unpark = std::exchange(send_parked_, false);
+      }
+      if (unpark) completions_.send(close_reason_);
+      return;
+    }
     auto chunk = std::make_shared<std::string>();
     queue_write(
         [this, chunk](WriteHandler handler) {
-          outbox_queued_ = false;
-          chunk->swap(outbox_);
-          in_flight_ = chunk->size();
+          {
+            std::lock_guard<std::mutex> lock(buffers_);
+            outbox_queued_ = false;
+            chunk->swap(outbox_);
+            in_flight_ = chunk->size();
+          }
           net::async_write(conn_->stream, http::make_chunk(net::buffer(*chunk)),
                            [chunk, handler](beast::error_code ec, size_t n) { handler(ec, n); });
         },
         [self = this->shared_from_this(), this](beast::error_code ec) {
-          in_flight_ = 0;
+          bool unpark = false;
+          Error error;
           if (ec) {
-            const Error error = failure(ec, "writing a stream", rt_.settings.write_timeout);
+            error = failure(ec, "writing a stream", rt_.settings.write_timeout);
             hard_close(error);
-            if (send_parked_) {
+          }
+          {
+            std::lock_guard<std::mutex> lock(buffers_);
+            in_flight_ = 0;
+            if (send_parked_ && (ec || outbox_.size() < kOutboxLimit)) {
               send_parked_ = false;
-              completions_.send(error);
+              unpark = true;
             }
-            return;
           }
-          if (send_parked_ && outbox_.size() < kOutboxLimit) {
-            send_parked_ = false;
-            completions_.send({});
-          }
+          if (unpark) completions_.send(error);
         });
   }
 
@@ -396,10 +666,28 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
   std::deque<PendingWrite> writes_;
   bool writing_ = false;
   bool draining_ = false;       // closed, writing what was queued before closing
+  bool reading_ahead_ = false;  // a read of a stream's body is under way
+
+  // Stream frames in and out, shared by the strand and the callers' threads (buffers_).
+  std::mutex buffers_;
+  bool shut_ = false;           // close() or destroy: operations fail with 499
+  // out
+  bool frames_out_ = false;     // sends of frames take the fast path
+  bool send_closing_ = false;   // close_send was called: no fast path for this stream's sends
+  bool out_closed_ = false;     // the connection closed: sends fail with out_error_
+  Error out_error_;
   std::string outbox_;          // stream frames not yet handed to a write
-  bool outbox_queued_ = false;  // a queued write will take the outbox when it starts
+  bool outbox_queued_ = false;  // a write (queued, or posted to be) will take the outbox
   size_t in_flight_ = 0;        // bytes of frames being written
   bool send_parked_ = false;    // a send waits for the outbox to drain
+  // in
+  bool frames_in_ = false;      // recvs take frames from the inbox
+  std::deque<Frame> inbox_;     // frames read ahead
+  size_t inbox_bytes_ = 0;      // their payloads, plus kFrameOverhead each
+  bool in_end_ = false;         // the body ended after the inbox's frames (in_error_ says how)
+  Error in_error_;
+  bool recv_waiting_ = false;   // a recv is armed, for the reader to complete
+  bool paused_ = false;         // the reader stopped: the inbox is full
 };
 
 }  // namespace micro::transport_http

@@ -1,6 +1,7 @@
 // Streams over transport-http (docs/rpc-wire.md, "Streams"): the head, frames both ways full
 // duplex, half-close in each direction, error frames, a peer that goes away.
 #include <atomic>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -291,6 +292,138 @@ TEST(TransportHttpStream, AClientThatGoesAwayMidStreamGivesTheServerAClearError)
   EXPECT_EQ(server_got.ended->code(), 503) << server_got.ended->to_string();
   EXPECT_NE(server_got.ended->detail().find("connection from " + local), std::string::npos)
       << server_got.ended->detail();
+}
+
+// ---- the fast path: sends and recvs complete on the caller's thread when they can, within
+// bounds (outbox and inbox), and closing keeps what was already sent.
+
+// Opens a stream to `server` and waits for its response head.
+micro::Socket open_stream(TransportStack& t, TestServer& server, const std::string& path) {
+  auto dialed = t.transport.dial(server.address(), stream_options());
+  EXPECT_TRUE(dialed.ok()) << dialed.error.to_string();
+  EXPECT_TRUE(dialed.value.send(request(path, "")).ok());
+  auto head = dialed.value.recv();
+  EXPECT_TRUE(head.ok() && head.value) << head.error.to_string();
+  return std::move(dialed.value);
+}
+
+// A server that answers the head at once and keeps the socket for the test.
+struct HeldServer {
+  explicit HeldServer(TransportStack& t)
+      : server(t.transport, [this](micro::Socket& s) {
+          s.recv([this, &s](const Error&, std::optional<Message>) {
+            s.send(Message{}, [this, &s](const Error&) { held.push(&s); });
+          });
+        }) {}
+  micro::Socket& socket() {
+    EXPECT_TRUE(held.wait_for([](auto& v) { return !v.empty(); }, 10s));
+    return *held.snapshot().at(0);
+  }
+  Collector<micro::Socket*> held;
+  TestServer server;
+};
+
+TEST(TransportHttpStream, SendsWithRoomInTheOutboxCompleteBeforeSendReturns) {
+  TransportStack t;
+  Received got;
+  HeldServer held(t);
+  micro::Socket socket = open_stream(t, held.server, "/Fast.Send");
+  const auto me = std::this_thread::get_id();
+  for (int i = 0; i < 100; ++i) {
+    bool done = false;
+    std::thread::id on;
+    socket.send(frame(std::to_string(i)), [&](const Error& e) {
+      EXPECT_TRUE(e.ok()) << e.to_string();
+      done = true;
+      on = std::this_thread::get_id();
+    });
+    ASSERT_TRUE(done) << "send " << i << " did not complete inline";
+    EXPECT_EQ(on, me);
+  }
+  ASSERT_TRUE(socket.close_send().ok());
+  receive_all(held.socket(), got);
+  ASSERT_TRUE(got.wait());
+  EXPECT_TRUE(got.ended->ok()) << got.ended->to_string();
+  ASSERT_EQ(got.frames.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(got.frames[i], std::to_string(i));
+}
+
+TEST(TransportHttpStream, APeerThatNeverReceivesEventuallyHoldsTheSenderBack) {
+  TransportStack t;
+  Received got;                   // (declared before the sockets: it outlives their callbacks)
+  Collector<Error> completions;  // every send's outcome, in order
+  HeldServer held(t);
+  micro::Socket socket = open_stream(t, held.server, "/Slow.Reader");
+  // 64 KiB frames until one send is held back: the server's inbox, both kernels' buffers and
+  // our outbox are bounded, so that happens well before 64 MiB.
+  const std::string payload(64 * 1024, 'x');
+  int sent = 0;
+  auto completed = [&](int n) {
+    return [&completions, n](auto& v) { return v.size() == static_cast<size_t>(n); };
+  };
+  for (; sent < 1024; ++sent) {
+    socket.send(frame(std::to_string(sent) + ":" + payload),
+                [&completions](const Error& e) { completions.push(e); });
+    if (!completions.wait_for(completed(sent + 1), 2s)) break;
+    ASSERT_TRUE(completions.snapshot().back().ok()) << completions.snapshot().back().to_string();
+  }
+  ASSERT_LT(sent, 1024) << "64 MiB were accepted by a peer that reads nothing";
+  // Once the server reads, the held-back send completes and every frame arrives, in order.
+  receive_all(held.socket(), got);
+  ASSERT_TRUE(completions.wait_for(completed(sent + 1), 10s));
+  EXPECT_TRUE(completions.snapshot().back().ok()) << completions.snapshot().back().to_string();
+  ASSERT_TRUE(socket.close_send().ok());
+  ASSERT_TRUE(got.wait());
+  EXPECT_TRUE(got.ended->ok()) << got.ended->to_string();
+  ASSERT_EQ(got.frames.size(), static_cast<size_t>(sent + 1));
+  for (int i = 0; i <= sent; ++i)
+    ASSERT_EQ(got.frames[i], std::to_string(i) + ":" + payload) << i;
+}
+
+TEST(TransportHttpStream, CloseWritesTheFramesAlreadySentThenFailsLaterOperationsWith499) {
+  TransportStack t;
+  Received got;
+  HeldServer held(t);
+  micro::Socket socket = open_stream(t, held.server, "/Close.Queued");
+  receive_all(held.socket(), got);
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(socket.send(frame(std::to_string(i))).ok());
+  socket.close();
+  EXPECT_EQ(socket.send(frame("late")).code(), 499);
+  EXPECT_EQ(socket.recv().error.code(), 499);
+  ASSERT_TRUE(got.wait());
+  EXPECT_FALSE(got.ended->ok());  // the body never ended: the connection did
+  ASSERT_EQ(got.frames.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(got.frames[i], std::to_string(i)) << i;
+}
+
+TEST(TransportHttpStream, CloseFromAnotherThreadCompletesAWaitingRecvWith499) {
+  TransportStack t;
+  Collector<Error> got;
+  HeldServer held(t);
+  micro::Socket socket = open_stream(t, held.server, "/Close.Waiting");
+  socket.recv([&](const Error& e, std::optional<Message>) { got.push(e); });
+  std::thread closer([&] { socket.close(); });
+  closer.join();
+  ASSERT_TRUE(got.wait_for([](auto& v) { return !v.empty(); }, 10s));
+  EXPECT_EQ(got.snapshot()[0].code(), 499) << got.snapshot()[0].to_string();
+}
+
+TEST(TransportHttpStream, FramesThatArrivedBeforeTheConnectionFailedAreReceivedFirst) {
+  TransportStack t;
+  HeldServer held(t);
+  micro::Socket socket = open_stream(t, held.server, "/Then.Fail");
+  micro::Socket& server_side = held.socket();
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(server_side.send(frame(std::to_string(i))).ok());
+  server_side.close();  // writes the 50 frames, then closes the connection mid-body
+  for (int i = 0; i < 50; ++i) {
+    auto m = socket.recv();
+    ASSERT_TRUE(m.ok() && m.value) << i << ": " << m.error.to_string();
+    EXPECT_EQ(m.value->body, std::to_string(i));
+  }
+  auto failed = socket.recv();
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error.code(), 503) << failed.error.to_string();
+  EXPECT_EQ(socket.recv().error.code(), 503);  // and again: the stream stays failed
 }
 
 }  // namespace

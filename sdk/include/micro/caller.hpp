@@ -2,8 +2,9 @@
 // vtable member an older module lacks, and the blocking forms built on the asynchronous calls.
 #pragma once
 
-#include <future>
-#include <memory>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -18,25 +19,52 @@ inline Error missing(const char* kind, const char* what) {
                                 " (built against an older SDK?)");
 }
 
+// Where a blocking call waits for its completion: on the waiting thread's stack, no allocation.
+// A completion that runs before wait() (inline, on the calling thread: a module that completes
+// at once) costs two uncontended locks; only a completion still to come makes wait() sleep.
+// set() is called once; the completing thread touches nothing after it (wait() may return and
+// the waiter go away as soon as set() releases the lock).
+template <class T>
+class Waiter {
+ public:
+  Waiter() = default;
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
+
+  void set(T value) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    value_.emplace(std::move(value));
+    ready_.notify_one();  // under the lock: the waiter cannot be gone before this returns
+  }
+  T wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ready_.wait(lock, [this] { return value_.has_value(); });
+    return std::move(*value_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::optional<T> value_;
+};
+
 // Starts an operation that completes with a Done and blocks until it has. Never call a blocking
 // form on a thread its completion needs (a module's callback thread): it would wait forever.
 template <class Start>
 Error wait_done(Start&& start) {
-  auto promise = std::make_shared<std::promise<Error>>();
-  auto future = promise->get_future();
-  start([promise](const Error& error) { promise->set_value(error); });
-  return future.get();
+  Waiter<Error> waiter;
+  start([&waiter](const Error& error) { waiter.set(error); });
+  return waiter.wait();
 }
 
 // The same for an operation whose completion also carries a value, converted to T.
 template <class T, class Start>
 Result<T> wait_result(Start&& start) {
-  auto promise = std::make_shared<std::promise<Result<T>>>();
-  auto future = promise->get_future();
-  start([promise](const Error& error, auto&& value) {
-    promise->set_value(Result<T>{error, T(std::forward<decltype(value)>(value))});
+  Waiter<Result<T>> waiter;
+  start([&waiter](const Error& error, auto&& value) {
+    waiter.set(Result<T>{error, T(std::forward<decltype(value)>(value))});
   });
-  return future.get();
+  return waiter.wait();
 }
 
 }  // namespace micro::detail

@@ -311,6 +311,22 @@ inline void message_trampoline(void* ctx, const micro_error_t* error,
   });
 }
 
+// Trampolines whose ctx is a Waiter on the blocked caller's stack (the blocking forms below).
+inline void done_waiter_trampoline(void* ctx, const micro_error_t* error) noexcept {
+  static_cast<Waiter<Error>*>(ctx)->set(Error::from_c(error));
+}
+inline void message_waiter_trampoline(void* ctx, const micro_error_t* error,
+                                      const micro_message_t* message) noexcept {
+  using R = Result<std::optional<Message>>;
+  auto* waiter = static_cast<Waiter<R>*>(ctx);
+  R out{Error::from_c(error), std::nullopt};
+  if (error == nullptr && message != nullptr) {
+    const Error failed = guarded([&] { out.value = from_c(message); });
+    if (!failed.ok()) out = R{failed, std::nullopt};
+  }
+  waiter->set(std::move(out));
+}
+
 inline Error no_channel(const char* noun) {
   return Error::bad_request(std::string("no ") + noun +
                             ": it was moved from, released or never opened");
@@ -351,7 +367,12 @@ class Channel {
     vtable_.send(handle_.self, view.c(), &done_trampoline, box(std::move(done)));
   }
   Error send(const Message& message) {
-    return wait_done([&](Done d) { send(message, std::move(d)); });
+    if (!valid()) return no_channel(Traits::noun);
+    if (!vtable_.send) return missing(Traits::kind, "send");
+    Waiter<Error> waiter;  // the C callback's ctx is the waiter itself: nothing boxed
+    const MessageView view(message);
+    vtable_.send(handle_.self, view.c(), &done_waiter_trampoline, &waiter);
+    return waiter.wait();
   }
 
   // Receives the next message (empty at the peer's end of stream). One recv at a time.
@@ -361,7 +382,12 @@ class Channel {
     vtable_.recv(handle_.self, &message_trampoline, box(std::move(on_message)));
   }
   Result<std::optional<Message>> recv() {
-    return wait_result<std::optional<Message>>([&](MessageCallback d) { recv(std::move(d)); });
+    using R = Result<std::optional<Message>>;
+    if (!valid()) return R{no_channel(Traits::noun), std::nullopt};
+    if (!vtable_.recv) return R{missing(Traits::kind, "recv"), std::nullopt};
+    Waiter<R> waiter;
+    vtable_.recv(handle_.self, &message_waiter_trampoline, &waiter);
+    return waiter.wait();
   }
 
   // Half-close: tells the peer no more messages follow; receiving goes on.
@@ -371,7 +397,11 @@ class Channel {
     vtable_.close_send(handle_.self, &done_trampoline, box(std::move(done)));
   }
   Error close_send() {
-    return wait_done([&](Done d) { close_send(std::move(d)); });
+    if (!valid()) return no_channel(Traits::noun);
+    if (!vtable_.close_send) return missing(Traits::kind, "close_send");
+    Waiter<Error> waiter;
+    vtable_.close_send(handle_.self, &done_waiter_trampoline, &waiter);
+    return waiter.wait();
   }
 
   // Gives up ownership: whoever takes the handle destroys it.
