@@ -18,29 +18,13 @@
 #include <thread>
 
 #include "micro/broker.hpp"
+#include "micro/testing/ports.hpp"
 #include "micro/testing/stack.hpp"
 #include "micro/testing/wait.hpp"
 
 namespace nats_test {
 
 using namespace std::chrono_literals;
-
-// A port nothing listens on right now (bound once with port 0, then released).
-inline int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return 0;
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 inline bool port_accepts(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -56,7 +40,7 @@ inline bool port_accepts(int port) {
 // nats-server (Debian's, /usr/sbin or PATH) on 127.0.0.1:port.
 class NatsServer {
  public:
-  explicit NatsServer(int port = 0) : port_(port != 0 ? port : free_port()) {}
+  explicit NatsServer(int port = 0) : port_(port != 0 ? port : micro::testing::listen_port()) {}
   ~NatsServer() { stop(); }
   NatsServer(const NatsServer&) = delete;
   NatsServer& operator=(const NatsServer&) = delete;

@@ -21,14 +21,9 @@
 #include <thread>
 #include <vector>
 
-namespace micro::testing {
+#include "micro/testing/ports.hpp"
 
-// A free loopback port (bound, then released).
-inline unsigned short free_port() {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::acceptor acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
-  return acceptor.local_endpoint().port();
-}
+namespace micro::testing {
 
 // POSTs `body` to `path` on 127.0.0.1:port; returns the status (0: no answer) and body.
 inline std::pair<unsigned, std::string> gateway_post(unsigned short port, const std::string& path,
@@ -58,7 +53,7 @@ inline std::pair<unsigned, std::string> gateway_post(unsigned short port, const 
 class EtcdProcess {
  public:
   // Picks free ports and a temp data dir; start() runs etcd.
-  EtcdProcess() : client_port_(free_port()), peer_port_(free_port()) {
+  EtcdProcess() : client_port_(listen_port()), peer_port_(listen_port()) {
     char tmpl[] = "/tmp/micro-etcd-XXXXXX";
     if (::mkdtemp(tmpl) != nullptr) dir_ = tmpl;
   }
