@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <cstring>
 #include <map>
+#include <deque>
 #include <mutex>
 #include <optional>
 
@@ -199,13 +200,68 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
   ~H2Socket() override { conn_->rt.sessions.remove(this); }
 
   // ---- the facade (any thread)
+  // Once a stream is open (its first frame queued, nothing failed), a frame's send completes
+  // here, on the caller's thread, while the frames not yet taken by nghttp2 stay under
+  // kOutboxLimit; the strand appends it to the outbox in the order sent (posts to one strand keep
+  // their order). A failure later fails the stream, and the next operation reports it, as on
+  // HTTP/1.1. Otherwise (the head, errors, back-pressure, closing) the send goes to the strand
+  // and completes from there. The peer's receive window (opened as its reader takes frames)
+  // bounds what nghttp2 takes from the outbox.
   void send(Message message, Done done) override {
+    if (frames_behind_.load(std::memory_order_acquire) && inline_depth() < kMaxInlineDepth &&
+        find_header(message, "micro-error") == nullptr && message.body.size() < kOutboxLimit) {
+      const size_t bytes = message.body.size() + kFrameHeaderBytes;
+      if (behind_.fetch_add(bytes) + bytes + out_pending_.load() <= kOutboxLimit) {
+        net::post(conn_->strand, [self = shared_from_this(), m = std::move(message), bytes]() {
+          self->queue_frame_behind(m, bytes);
+        });
+        ++inline_depth();
+        done({});
+        --inline_depth();
+        return;
+      }
+      behind_.fetch_sub(bytes);
+    }
     if (refused(completions_.arm_send(done), "send", done)) return;
     net::post(conn_->strand, [self = shared_from_this(), m = std::move(message)]() mutable {
       self->on_send(std::move(m));
     });
   }
+  // A frame read ahead (see fill_inbox) is taken here, on the caller's thread; its bytes go back
+  // to the receive windows from the strand, in batches. Nested inline completions stop at a
+  // small depth (then the strand delivers), so a callback that receives again cannot grow the
+  // stack without bound.
   void recv(MessageCallback on_message) override {
+    if (inbox_on_.load(std::memory_order_acquire) && inline_depth() < kMaxInlineDepth &&
+        !completions_.closed()) {
+      std::optional<Frame> frame;
+      bool drained = false;
+      {
+        std::lock_guard<std::mutex> lock(inbox_mutex_);
+        if (inbox_on_ && !inbox_.empty()) {
+          frame = std::move(inbox_.front());
+          inbox_.pop_front();
+          drained = inbox_.empty();
+        }
+      }
+      if (frame) {
+        const size_t taken = to_consume_.fetch_add(kFrameHeaderBytes + frame->payload.size()) +
+                             kFrameHeaderBytes + frame->payload.size();
+        if (drained || taken >= kConsumeBatch) {
+          net::post(conn_->strand, [self = shared_from_this()] {
+            self->consume(self->to_consume_.exchange(0));
+            self->fill_inbox();
+          });
+        }
+        ++inline_depth();
+        if (frame->kind == FrameKind::error)
+          on_message(parse_error_json(frame->payload, 500), std::nullopt);
+        else
+          on_message({}, Message{{}, std::move(frame->payload)});
+        --inline_depth();
+        return;
+      }
+    }
     const auto armed = completions_.arm_recv(on_message);
     if (armed != Completions::Arm::ok) return on_message(arm_error(armed, "recv"), std::nullopt);
     net::post(conn_->strand, [self = shared_from_this()] {
@@ -214,14 +270,19 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     });
   }
   void close_send(Done done) override {
+    frames_behind_ = false;  // what was sent before is appended first (one strand, in order)
     if (refused(completions_.arm_close_send(done), "close_send", done)) return;
     net::post(conn_->strand, [self = shared_from_this()] { self->on_close_send(); });
   }
   void close() override {
+    frames_behind_ = false;
+    inbox_on_ = false;
     completions_.cancel_all(closed_locally());
     net::post(conn_->strand, [self = shared_from_this()] { self->cancel(self->closed_locally()); });
   }
   void release() override {
+    frames_behind_ = false;
+    inbox_on_ = false;
     completions_.shut_down(Error(499, where() + " closed: the socket was destroyed", kModule));
     net::post(conn_->strand, [self = shared_from_this()] { self->on_released(); });
   }
@@ -280,24 +341,33 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     }
     pump();
   }
-  void on_data(int32_t id, const uint8_t* data, size_t size) {
-    if (id != stream_id_ || discard_in_) return;
+  // Returns true when the bytes are kept for the stream's reader (consumed as it takes them).
+  bool on_data(int32_t id, const uint8_t* data, size_t size) {
+    if (id != stream_id_ || discard_in_) return false;
     if (stream_in_) {
       frames_->bytes().append(reinterpret_cast<const char*>(data), size);
-    } else {
-      if (body_.size() + size > conn_->rt.settings.limits.max_body_bytes) {
-        discard_in_ = true;
-        const Error error = http_error(
-            413, "the body from " + conn_->peer + " exceeds max_body_bytes (" +
-                     std::to_string(conn_->rt.settings.limits.max_body_bytes) + ")");
-        if (role_ == Role::server && head_delivered_ == false) return reject(error);
-        error_ = error;
-        cancel_stream();
-        return pump();
-      }
-      body_.append(reinterpret_cast<const char*>(data), size);
+      unconsumed_ += size;
+      fill_inbox();
+      pump();
+      return true;
     }
+    if (body_.size() + size > conn_->rt.settings.limits.max_body_bytes) {
+      discard_in_ = true;
+      const Error error = http_error(
+          413, "the body from " + conn_->peer + " exceeds max_body_bytes (" +
+                   std::to_string(conn_->rt.settings.limits.max_body_bytes) + ")");
+      if (role_ == Role::server && head_delivered_ == false) {
+        reject(error);
+        return false;
+      }
+      error_ = error;
+      cancel_stream();
+      pump();
+      return false;
+    }
+    body_.append(reinterpret_cast<const char*>(data), size);
     pump();
+    return false;
   }
   void on_end_stream(int32_t id) {
     if (id != stream_id_) return;
@@ -307,6 +377,7 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
   void on_stream_closed(int32_t id, uint32_t code) {
     if (id != stream_id_) return;
     stream_closed_ = true;
+    frames_behind_ = false;
     if (!in_ended_ && !error_) {
       error_ = code == NGHTTP2_CANCEL
                    ? Error(499, "the stream on " + conn_->peer + " was cancelled by the peer",
@@ -320,10 +391,12 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
       send_parked_ = false;
       completions_.send(error_ ? *error_ : Error{});
     }
+    if (error_) release_unconsumed();  // failed: what is left is never read
     pump();
   }
   void on_connection_failed(const Error& error) {
     stream_closed_ = true;
+    frames_behind_ = false;
     if (!error_) error_ = error;
     if (send_parked_) {
       send_parked_ = false;
@@ -344,6 +417,7 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
       out_.erase(0, out_pos_);
       out_pos_ = 0;
     }
+    out_pending_ = pending_out();
     if (send_parked_ && pending_out() < kOutboxLimit) {
       send_parked_ = false;
       completions_.send({});
@@ -506,9 +580,25 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     const auto header = frame_header(kind, static_cast<uint32_t>(payload.size()));
     out_.append(header.data(), header.size());
     out_.append(payload);
+    out_pending_ = pending_out();
+    if (!error_ && !stream_closed_ && !send_closed_) frames_behind_ = true;
     resume_out();
     if (pending_out() < kOutboxLimit) return completions_.send({});
     send_parked_ = true;
+  }
+
+  // A frame whose send already completed on the caller's thread (see send): appended unless the
+  // stream has failed meanwhile (then the next operation reports why).
+  void queue_frame_behind(const Message& message, size_t bytes) {
+    if (!error_ && !stream_closed_ && !send_closed_ && !released_) {
+      const auto header =
+          frame_header(FrameKind::message, static_cast<uint32_t>(message.body.size()));
+      out_.append(header.data(), header.size());
+      out_.append(message.body);
+      out_pending_ = pending_out();
+      resume_out();
+    }
+    behind_.fetch_sub(bytes);
   }
 
   void resume_out() {
@@ -634,7 +724,10 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     }
     if (stream_in_) {
       Error bad;
-      if (auto frame = frames_->next(bad)) {
+      std::optional<Frame> frame = take_from_inbox();
+      if (!frame) frame = frames_->next(bad);
+      if (frame) {
+        consume(kFrameHeaderBytes + frame->payload.size());
         if (frame->kind == FrameKind::error)
           return finish_recv(parse_error_json(frame->payload, 500), std::nullopt);
         return finish_recv({}, Message{{}, std::move(frame->payload)});
@@ -686,14 +779,53 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     completions_.recv(error, std::move(message));
   }
 
+  // The reader took `n` bytes of the stream: they no longer count against the receive windows.
+  void consume(size_t n) {
+    n = std::min(n, unconsumed_);
+    if (n == 0 || conn_->closed()) return;
+    unconsumed_ -= n;
+    nghttp2_session_consume(conn_->session(), stream_id_ != 0 ? stream_id_ : last_stream_id_, n);
+    conn_->flush();  // a WINDOW_UPDATE, when nghttp2 decides one is due
+  }
+  // Nobody will read what is left: give it back to the windows, and drop the read-ahead.
+  void release_unconsumed() {
+    {
+      std::lock_guard<std::mutex> lock(inbox_mutex_);
+      inbox_on_ = false;
+      inbox_.clear();
+    }
+    consume(unconsumed_);
+  }
+
+  // Read-ahead: once a stream's head has been delivered and while no recv waits here, whole
+  // frames move to the inbox, where recv takes them on the caller's thread (see recv).
+  void fill_inbox() {
+    if (!head_delivered_ || recv_wanted_ || error_ || discard_in_) return;
+    std::lock_guard<std::mutex> lock(inbox_mutex_);
+    Error bad;
+    while (auto frame = frames_->next(bad)) inbox_.push_back(std::move(*frame));
+    inbox_on_ = !inbox_.empty() || inbox_on_;
+    // A malformed frame stays for pump, which fails the stream once the inbox is drained.
+  }
+  std::optional<Frame> take_from_inbox() {
+    std::lock_guard<std::mutex> lock(inbox_mutex_);
+    if (inbox_.empty()) return std::nullopt;
+    Frame frame = std::move(inbox_.front());
+    inbox_.pop_front();
+    return frame;
+  }
+
   // A client's unary exchange is over: the socket may send the next request (on a new stream).
   void end_exchange() {
     if (!out_done_ && !stream_closed_) cancel_stream();  // answered before the request was sent
     exchange_active_ = false;
+    release_unconsumed();
+    last_stream_id_ = stream_id_;
     stream_id_ = 0;
   }
 
   void reset_exchange() {
+    release_unconsumed();
     head_ = Message{};
     body_.clear();
     header_bytes_ = 0;
@@ -714,14 +846,17 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
   }
 
   void cancel(const Error& reason) {
+    frames_behind_ = false;
     if (!error_) error_ = reason;
     cancel_stream();
+    release_unconsumed();
     pump();
   }
 
   // The facade is gone. An answer already queued goes out in full; anything else is cancelled.
   void on_released() {
     released_ = true;
+    release_unconsumed();
     if (role_ == Role::server && out_eof_) return;
     if (!error_) error_ = closed_locally();
     cancel_stream();
@@ -753,6 +888,8 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
   bool discard_in_ = false;
   bool stream_closed_ = false;
   std::optional<FrameDecoder> frames_;
+  size_t unconsumed_ = 0;       // stream bytes received and not yet taken by the reader
+  int32_t last_stream_id_ = 0;  // for giving back what arrived on an exchange already ended
 
   std::string out_;  // DATA not yet taken by nghttp2
   size_t out_pos_ = 0;
@@ -762,6 +899,23 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
   bool send_parked_ = false;
   bool response_started_ = false;
   bool send_closed_ = false;
+
+  // Write-behind and read-ahead of stream frames (see send, recv): any thread.
+  static constexpr size_t kConsumeBatch = 64 * 1024;
+  // Completions run inline on the caller's thread at most this deep (a callback that sends or
+  // receives again from its own completion); deeper ones go through the strand.
+  static constexpr int kMaxInlineDepth = 16;
+  static int& inline_depth() noexcept {
+    static thread_local int depth = 0;
+    return depth;
+  }
+  std::atomic<bool> frames_behind_{false};  // a frame's send may complete on the caller's thread
+  std::atomic<size_t> behind_{0};           // bytes of such frames not yet appended to out_
+  std::atomic<size_t> out_pending_{0};      // pending_out(), as last seen on the strand
+  std::mutex inbox_mutex_;
+  std::deque<Frame> inbox_;                 // whole frames read ahead, oldest first
+  std::atomic<bool> inbox_on_{false};       // recv may look in the inbox
+  std::atomic<size_t> to_consume_{0};       // bytes taken from the inbox, not yet consumed
 };
 
 // ---- H2Connection
@@ -774,8 +928,16 @@ void H2Connection::start(bool reading) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
-  const int rv = role == Role::server ? nghttp2_session_server_new(&session_, callbacks, this)
-                                      : nghttp2_session_client_new(&session_, callbacks, this);
+  // Receive windows open as the application takes what arrived (nghttp2_session_consume), not as
+  // it arrives: a stream whose reader falls behind holds at most its window (kStreamWindow) here,
+  // and its sender is held back, instead of this side buffering without bound.
+  nghttp2_option* option = nullptr;
+  nghttp2_option_new(&option);
+  nghttp2_option_set_no_auto_window_update(option, 1);
+  const int rv = role == Role::server
+                     ? nghttp2_session_server_new2(&session_, callbacks, this, option)
+                     : nghttp2_session_client_new2(&session_, callbacks, this, option);
+  nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) {
     session_ = nullptr;
@@ -930,10 +1092,14 @@ int H2Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, vo
   }
 }
 
-int H2Connection::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
-                                size_t len, void* user) {
+int H2Connection::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id,
+                                const uint8_t* data, size_t len, void* user) {
   auto* self = static_cast<H2Connection*>(user);
-  if (H2Socket* socket = self->find(stream_id)) socket->on_data(stream_id, data, len);
+  H2Socket* socket = self->find(stream_id);
+  // What a stream's socket keeps for its reader is consumed as the reader takes it; the rest
+  // (unary bodies, bounded by max_body_bytes; data for a stream nobody reads) at once.
+  if (socket == nullptr || !socket->on_data(stream_id, data, len))
+    nghttp2_session_consume(session, stream_id, len);
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "micro/testing/tls_certs.hpp"
 
 namespace {
 
@@ -298,12 +299,14 @@ TEST(TransportHttpStream, AClientThatGoesAwayMidStreamGivesTheServerAClearError)
 // bounds (outbox and inbox), and closing keeps what was already sent.
 
 // Opens a stream to `server` and waits for its response head.
-micro::Socket open_stream(TransportStack& t, TestServer& server, const std::string& path) {
+micro::Socket open_stream(TransportStack& t, TestServer& server, const std::string& path,
+                          std::string* protocol = nullptr) {
   auto dialed = t.transport.dial(server.address(), stream_options());
   EXPECT_TRUE(dialed.ok()) << dialed.error.to_string();
   EXPECT_TRUE(dialed.value.send(request(path, "")).ok());
   auto head = dialed.value.recv();
   EXPECT_TRUE(head.ok() && head.value) << head.error.to_string();
+  if (protocol != nullptr && head.value) *protocol = header_value(*head.value, "micro-transport-protocol");
   return std::move(dialed.value);
 }
 
@@ -348,12 +351,17 @@ TEST(TransportHttpStream, SendsWithRoomInTheOutboxCompleteBeforeSendReturns) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(got.frames[i], std::to_string(i));
 }
 
-TEST(TransportHttpStream, APeerThatNeverReceivesEventuallyHoldsTheSenderBack) {
-  TransportStack t;
+// A sender whose peer reads nothing is held back (frames of 64 KiB, well before 64 MiB); once the
+// peer reads, the held-back send completes and every frame arrives, in order.
+void held_back_then_delivered(TransportStack& t, const std::string& expected_protocol) {
   Received got;                   // (declared before the sockets: it outlives their callbacks)
   Collector<Error> completions;  // every send's outcome, in order
   HeldServer held(t);
-  micro::Socket socket = open_stream(t, held.server, "/Slow.Reader");
+  std::string protocol;
+  micro::Socket socket = open_stream(t, held.server, "/Slow.Reader", &protocol);
+  if (!expected_protocol.empty()) {
+    EXPECT_EQ(protocol, expected_protocol);
+  }
   // 64 KiB frames until one send is held back: the server's inbox, both kernels' buffers and
   // our outbox are bounded, so that happens well before 64 MiB.
   const std::string payload(64 * 1024, 'x');
@@ -378,6 +386,21 @@ TEST(TransportHttpStream, APeerThatNeverReceivesEventuallyHoldsTheSenderBack) {
   ASSERT_EQ(got.frames.size(), static_cast<size_t>(sent + 1));
   for (int i = 0; i <= sent; ++i)
     ASSERT_EQ(got.frames[i], std::to_string(i) + ":" + payload) << i;
+}
+
+TEST(TransportHttpStream, APeerThatNeverReceivesEventuallyHoldsTheSenderBack) {
+  TransportStack t;
+  held_back_then_delivered(t, "");
+}
+
+// Over HTTP/2 the receiver opens its window as its reader takes frames, so the sender is held
+// back there too (the receiver never buffers more than a window).
+TEST(TransportHttpStream, OverHttp2APeerThatNeverReceivesEventuallyHoldsTheSenderBack) {
+  micro::testing::tls::TestCerts certs;
+  TransportStack t("tls_cert = \"" + certs.cert + "\"\ntls_key = \"" + certs.key +
+                   "\"\ntls_ca = \"" + certs.ca + "\"\n");
+  ASSERT_TRUE(t.stack);
+  held_back_then_delivered(t, "h2");
 }
 
 TEST(TransportHttpStream, CloseWritesTheFramesAlreadySentThenFailsLaterOperationsWith499) {
