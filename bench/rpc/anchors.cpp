@@ -77,13 +77,7 @@ class GrpcEcho final : public UnaryContender {
                              if (loop.finished(i)) issue(i);
                            });
     };
-    loop.begin();
-    for (int i = 0; i < inflight; ++i) {
-      loop.started(i);
-      issue(i);
-    }
-    if (!loop.wait()) std::_Exit(1);
-    return loop.summary();
+    return loop.drive(issue, "grpc");
   }
 
  private:

@@ -10,6 +10,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -98,6 +101,22 @@ class Loop {
       if (first_error_.empty()) first_error_ = error;
     }
     slot_done();
+  }
+
+  // The whole closed loop for a contender whose `issue(slot)` may be called from any thread:
+  // starts the clock, issues every slot's first call, waits for the window to close and returns
+  // the summary. Calls still running long after the window end the program (`who` says whose).
+  Summary drive(const std::function<void(int)>& issue, const char* who) {
+    begin();
+    for (int i = 0; i < slots_; ++i) {
+      started(i);
+      issue(i);
+    }
+    if (!wait()) {
+      std::cerr << who << ": calls still running after the window; giving up\n";
+      std::_Exit(1);
+    }
+    return summary();
   }
 
   // Waits until every slot has stopped (bounded by the window plus `grace`).

@@ -133,16 +133,7 @@ class MicroProto final : public UnaryContender {
         if (loop.finished(slot)) issue(slot);
       });
     };
-    loop.begin();
-    for (int i = 0; i < inflight; ++i) {
-      loop.started(i);
-      issue(i);
-    }
-    if (!loop.wait()) {
-      std::cerr << "micro (proto): calls still running after the window; giving up\n";
-      std::_Exit(1);
-    }
-    return loop.summary();
+    return loop.drive(issue, "micro (proto)");
   }
 
  private:
@@ -170,16 +161,7 @@ class MicroJson final : public UnaryContender {
         if (loop.finished(slot)) issue(slot);
       });
     };
-    loop.begin();
-    for (int i = 0; i < inflight; ++i) {
-      loop.started(i);
-      issue(i);
-    }
-    if (!loop.wait()) {
-      std::cerr << "micro (json): calls still running after the window; giving up\n";
-      std::_Exit(1);
-    }
-    return loop.summary();
+    return loop.drive(issue, "micro (json)");
   }
 
  private:

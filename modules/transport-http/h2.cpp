@@ -234,19 +234,10 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
   void recv(MessageCallback on_message) override {
     if (inbox_on_.load(std::memory_order_acquire) && inline_depth() < kMaxInlineDepth &&
         !completions_.closed()) {
-      std::optional<Frame> frame;
       bool drained = false;
-      {
-        std::lock_guard<std::mutex> lock(inbox_mutex_);
-        if (inbox_on_ && !inbox_.empty()) {
-          frame = std::move(inbox_.front());
-          inbox_.pop_front();
-          drained = inbox_.empty();
-        }
-      }
-      if (frame) {
-        const size_t taken = to_consume_.fetch_add(kFrameHeaderBytes + frame->payload.size()) +
-                             kFrameHeaderBytes + frame->payload.size();
+      if (std::optional<Frame> frame = take_from_inbox(&drained)) {
+        const size_t bytes = kFrameHeaderBytes + frame->payload.size();
+        const size_t taken = to_consume_.fetch_add(bytes) + bytes;
         if (drained || taken >= kConsumeBatch) {
           net::post(conn_->strand, [self = shared_from_this()] {
             self->consume(self->to_consume_.exchange(0));
@@ -807,11 +798,13 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     inbox_on_ = !inbox_.empty() || inbox_on_;
     // A malformed frame stays for pump, which fails the stream once the inbox is drained.
   }
-  std::optional<Frame> take_from_inbox() {
+  // The oldest frame read ahead, if any; `drained` says whether it was the last. Any thread.
+  std::optional<Frame> take_from_inbox(bool* drained = nullptr) {
     std::lock_guard<std::mutex> lock(inbox_mutex_);
     if (inbox_.empty()) return std::nullopt;
     Frame frame = std::move(inbox_.front());
     inbox_.pop_front();
+    if (drained != nullptr) *drained = inbox_.empty();
     return frame;
   }
 

@@ -124,8 +124,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     const size_t used = reader.feed(
         std::string_view(static_cast<const char*>(data.data()), data.size()), false, body, ec);
     conn_->buffer.consume(used);
-    if (ec) return false;
-    return true;
+    return !ec;
   }
 
   // Reads a message's head into `reader`: from what the buffer holds, else with Beast's
