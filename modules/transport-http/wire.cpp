@@ -151,8 +151,17 @@ Message to_message(const http::response_header<>& head) {
 }
 
 bool is_stream_request(const http::request_header<>& head) {
-  auto it = head.find("Micro-Stream");
-  return it != head.end() && it->value() == "1";
+  // Repeated fields are read as fields_to_message reads them (empty items drop, the rest
+  // join with ", "), so a request is a stream exactly when its header map says
+  // micro-stream: 1: "Micro-Stream:" followed by "Micro-Stream: 1" is a stream.
+  std::string_view value;
+  int items = 0;
+  for (auto [it, end] = head.equal_range("Micro-Stream"); it != end; ++it) {
+    if (it->value().empty()) continue;
+    value = it->value();
+    ++items;
+  }
+  return items == 1 && value == "1";
 }
 
 const std::string* find_header(const Message& message, std::string_view lower_name) {

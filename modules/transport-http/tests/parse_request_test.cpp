@@ -53,6 +53,29 @@ TEST(ParseRequest, AStreamRequestGivesItsFramesAcrossChunkBoundaries) {
   EXPECT_EQ(parsed.frames[2].payload, "");
 }
 
+TEST(ParseRequest, ARepeatedStreamMarkerIsReadAsTheHeaderMapReadsIt) {
+  // Found by fuzz_request: the marker was read from the first field ("", not a stream) while
+  // the header map said micro-stream: 1, so the request changed meaning when sent again.
+  const std::string body = frame(FrameKind::message, "one");
+  const auto parsed = parse_request("POST /S HTTP/1.1\r\nHost: h\r\nMicro-Stream:\r\n"
+                                    "Micro-Stream: 1\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                                        chunk(body) + "0\r\n\r\n",
+                                    Limits{});
+  ASSERT_TRUE(parsed.error.ok()) << parsed.error.to_string();
+  EXPECT_TRUE(parsed.stream);
+  EXPECT_EQ(parsed.message.header.at("micro-stream"), "1");
+  ASSERT_EQ(parsed.frames.size(), 1u);
+  EXPECT_EQ(parsed.frames[0].payload, "one");
+
+  const auto twice = parse_request(
+      "POST /S HTTP/1.1\r\nHost: h\r\nMicro-Stream: 1\r\nMicro-Stream: 1\r\n"
+      "Content-Length: 2\r\n\r\nab",
+      Limits{});
+  ASSERT_TRUE(twice.error.ok()) << twice.error.to_string();
+  EXPECT_FALSE(twice.stream) << "\"1, 1\" is not the marker";
+  EXPECT_EQ(twice.message.body, "ab");
+}
+
 TEST(ParseRequest, GarbageIs400) {
   EXPECT_EQ(parse_request("\x16\x03\x01 hello\r\n\r\n", Limits{}).error.code(), 400);
   EXPECT_EQ(parse_request("GET / HTTP/1.1\r\nBad Header\r\n\r\n", Limits{}).error.code(), 400);
