@@ -7,7 +7,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
+
+#include "watchdog.hpp"
 
 namespace micro::transport_http {
 
@@ -24,7 +27,12 @@ inline std::string to_string(const tcp::endpoint& endpoint) {
 
 template <class Stream>
 struct Connection {
-  explicit Connection(Stream s) : stream(std::move(s)) {}
+  explicit Connection(Stream s)
+      : stream(std::move(s)),
+        watchdog(std::make_shared<Watchdog>(stream.get_executor(), [this] { close(); })) {}
+  ~Connection() { watchdog->detach(); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
   auto& tcp_layer() noexcept { return beast::get_lowest_layer(stream); }
   auto& socket() noexcept { return beast::get_lowest_layer(stream).socket(); }
@@ -67,7 +75,23 @@ struct Connection {
     return n == 0 && ec == net::error::would_block;
   }
 
+  // Times a read or write by the watchdog instead of Beast's per-operation timer (for the
+  // operations of the unary path; see watchdog.hpp).
+  template <class Duration>
+  void watch(Watchdog::Kind kind, Duration timeout) {
+    tcp_layer().expires_never();  // no stale expiry makes Beast time it too
+    watchdog->start(kind, timeout);
+  }
+  // A watched operation ended with `ec`: the watchdog stops timing it, and an abort it caused is
+  // reported as the timeout it was.
+  beast::error_code settle(Watchdog::Kind kind, beast::error_code ec) noexcept {
+    watchdog->finish(kind);
+    if (ec && watchdog->timed_out()) return beast::error::timeout;
+    return ec;
+  }
+
   Stream stream;
+  std::shared_ptr<Watchdog> watchdog;
   beast::flat_buffer buffer;  // bytes read past the last message
   uint64_t exchanges = 0;     // request/response exchanges completed on this connection
 };

@@ -60,10 +60,11 @@ class ServerSession final : public SessionCore<Stream> {
     frames_.reset();
     if (conn_->buffer.size() > 0) return read_head();
     // Waiting for the next request: idle_timeout, until its first byte arrives.
-    conn_->tcp_layer().expires_after(rt_.settings.idle_timeout);
+    conn_->watch(Watchdog::read, rt_.settings.idle_timeout);
     conn_->stream.async_read_some(conn_->buffer.prepare(4096), [self = this->shared_from_this(),
                                                                 this](beast::error_code ec,
                                                                       size_t n) {
+      if (conn_) ec = conn_->settle(Watchdog::read, ec);
       if (ec == net::error::eof) {
         reading_ = Reading::finished;
         return completions_.recv({}, std::nullopt);  // the client closed between requests

@@ -135,10 +135,11 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     beast::error_code parsed;
     if (parse_buffered(reader, body, parsed)) return on_head();
     if (parsed != http::error::need_more) return failed(parsed);
-    conn_->tcp_layer().expires_after(timeout);
+    conn_->watch(Watchdog::read, timeout);
     http::async_read_header(conn_->stream, conn_->buffer, reader.parser(),
-                            [self = this->shared_from_this(), on_head = std::move(on_head),
+                            [self = this->shared_from_this(), this, on_head = std::move(on_head),
                              failed = std::move(failed)](beast::error_code ec, size_t) {
+                              if (conn_) ec = conn_->settle(Watchdog::read, ec);
                               if (ec) return failed(ec);
                               on_head();
                             });
@@ -155,12 +156,13 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
         return failed(parsed);
     }
     if (reader.parser().is_done()) return done();
-    conn_->tcp_layer().expires_after(timeout);
+    conn_->watch(Watchdog::read, timeout);
     reader.prepare_body(reader.next_body_window());
     http::async_read(conn_->stream, conn_->buffer, reader.parser(),
                      [self = this->shared_from_this(), this, &reader, &body, timeout,
                       done = std::move(done),
                       failed = std::move(failed)](beast::error_code ec, size_t) mutable {
+                       if (conn_) ec = conn_->settle(Watchdog::read, ec);
                        reader.commit_body(body);
                        if (ec == http::error::need_buffer)
                          return read_body_into(reader, body, timeout, std::move(done),
@@ -640,8 +642,9 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
       return;
     }
     writing_ = true;
-    conn_->tcp_layer().expires_after(rt_.settings.write_timeout);
+    conn_->watch(Watchdog::write, rt_.settings.write_timeout);
     writes_.front().start([self = this->shared_from_this(), this](beast::error_code ec, size_t) {
+      if (conn_) ec = conn_->settle(Watchdog::write, ec);
       PendingWrite done = std::move(writes_.front());
       writes_.pop_front();
       writing_ = false;

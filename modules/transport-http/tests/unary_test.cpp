@@ -400,6 +400,34 @@ TEST(TransportHttpUnary, AnIdleServerConnectionEndsWith408AfterIdleTimeout) {
   EXPECT_EQ(ended.snapshot()[0].code(), 408) << ended.snapshot()[0].to_string();
 }
 
+TEST(TransportHttpUnary, AConnectionKeptBusyOutlivesItsTimeoutsWhileAQuietOneIsCutOff) {
+  // Deadlines move with each read and write (watchdog.hpp): a connection that carries a call
+  // every 20 ms for 5 idle timeouts is never cut off; one left quiet is, after its idle timeout.
+  TransportStack server_stack("idle_timeout_ms = 100\nread_timeout_ms = 100\n");
+  TransportStack client_stack("read_timeout_ms = 100\nwrite_timeout_ms = 100\n");
+  Collector<Error> ended;
+  TestServer server(server_stack.transport,
+                    [&](micro::Socket& s) { serve_unary(s, echo, &ended); });
+  const auto until = std::chrono::steady_clock::now() + 500ms;
+  int calls = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    auto dialed = client_stack.transport.dial(server.address());
+    ASSERT_TRUE(dialed.ok()) << dialed.error.to_string();
+    ASSERT_TRUE(dialed.value.send(request("/Echo.Call", std::to_string(calls))).ok());
+    auto reply = dialed.value.recv();
+    ASSERT_TRUE(reply.ok() && reply.value) << calls << ": " << reply.error.to_string();
+    EXPECT_EQ(reply.value->body, std::to_string(calls));
+    ++calls;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_GE(calls, 10);
+  EXPECT_EQ(server.accepts(), 1u) << "the busy connection was cut off and dialed again";
+  EXPECT_TRUE(ended.snapshot().empty());
+  // Now quiet: the server ends it after its idle timeout.
+  ASSERT_TRUE(ended.wait_for([](auto& v) { return !v.empty(); }));
+  EXPECT_EQ(ended.snapshot()[0].code(), 408) << ended.snapshot()[0].to_string();
+}
+
 TEST(TransportHttpUnary, CloseFromAnotherThreadCancelsAPendingRecvWith499) {
   TransportStack t;
   Collector<Error> server_side;
