@@ -205,27 +205,27 @@ class ClientSession final : public SessionCore<Stream> {
   }
 
   void write_request() {
-    auto request = request_;
+    auto then = [self = this->shared_from_this(), this](beast::error_code ec) {
+      if (ec) {
+        if (may_retry_ && !retried_ && closed_by_peer(ec) && !closed_) return retry();
+        return fail_exchange(this->failure(ec, "writing the request", rt_.settings.write_timeout));
+      }
+      exchange_ = Exchange::awaiting_response;
+      if (user_send_pending_) {
+        user_send_pending_ = false;
+        completions_.send({});
+      }
+      if (recv_waiting_) {
+        recv_waiting_ = false;
+        start_response();
+      }
+    };
+    if (this->write_now(*request_, then)) return;
     this->queue_write(
-        [this, request](typename Core::WriteHandler handler) {
+        [this, request = request_](typename Core::WriteHandler handler) {
           http::async_write(conn_->stream, *request, std::move(handler));
         },
-        [self = this->shared_from_this(), this](beast::error_code ec) {
-          if (ec) {
-            if (may_retry_ && !retried_ && closed_by_peer(ec) && !closed_) return retry();
-            return fail_exchange(
-                this->failure(ec, "writing the request", rt_.settings.write_timeout));
-          }
-          exchange_ = Exchange::awaiting_response;
-          if (user_send_pending_) {
-            user_send_pending_ = false;
-            completions_.send({});
-          }
-          if (recv_waiting_) {
-            recv_waiting_ = false;
-            start_response();
-          }
-        });
+        std::move(then));
   }
 
   void retry() {

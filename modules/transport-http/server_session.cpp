@@ -210,31 +210,34 @@ class ServerSession final : public SessionCore<Stream> {
   }
 
   void send_unary(Message message) {
-    auto response = std::make_shared<http::response<http::string_body>>();
-    const Error invalid = detail::guarded([&] { fill_response_head(message, response->base()); });
+    http::response<http::string_body> response;
+    const Error invalid = detail::guarded([&] { fill_response_head(message, response.base()); });
     if (!invalid.ok())
       return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
-    const unsigned status = response->result_int();
-    if (status != 204 && status != 304) response->body() = std::move(message.body);
-    response->version(version_);
-    response->keep_alive(keep_alive_);
-    response->prepare_payload();
-    if (head_request_) response->body().clear();  // HEAD: the length is told, the body is not sent
+    const unsigned status = response.result_int();
+    if (status != 204 && status != 304) response.body() = std::move(message.body);
+    response.version(version_);
+    response.keep_alive(keep_alive_);
+    response.prepare_payload();
+    if (head_request_) response.body().clear();  // HEAD: the length is told, the body is not sent
     --unanswered_;
+    auto then = [self = this->shared_from_this(), this,
+                 keep_alive = response.keep_alive()](beast::error_code ec) {
+      if (ec) {
+        const Error error = this->failure(ec, "writing a response", rt_.settings.write_timeout);
+        this->hard_close(error);
+        return completions_.send(error);
+      }
+      if (!keep_alive) conn_->shutdown_send();  // Connection: close; recv then sees the end
+      completions_.send({});
+    };
+    if (this->write_now(response, then)) return;
+    auto queued = std::make_shared<http::response<http::string_body>>(std::move(response));
     this->queue_write(
-        [this, response](typename Core::WriteHandler handler) {
-          http::async_write(conn_->stream, *response, std::move(handler));
+        [this, queued](typename Core::WriteHandler handler) {
+          http::async_write(conn_->stream, *queued, std::move(handler));
         },
-        [self = this->shared_from_this(), this,
-         keep_alive = response->keep_alive()](beast::error_code ec) {
-          if (ec) {
-            const Error error = this->failure(ec, "writing a response", rt_.settings.write_timeout);
-            this->hard_close(error);
-            return completions_.send(error);
-          }
-          if (!keep_alive) conn_->shutdown_send();  // Connection: close; recv then sees the end
-          completions_.send({});
-        });
+        std::move(then));
   }
 
   void send_stream_head(Message message) {
