@@ -177,16 +177,27 @@ class ClientSession final : public SessionCore<Stream> {
       return completions_.send(Error::conflict("send: the response to the previous request on " +
                                                peer_ + " has not been received")
                                    .with_id(kModule));
-    auto request = std::make_shared<http::request<http::string_body>>();
-    const Error invalid =
-        detail::guarded([&] { fill_request_head(message, address_, request->base()); });
+    // A small request is written from one buffer (wire_, kept for a retry); a larger one
+    // through Beast, with its body not copied.
+    request_.reset();
+    const Error invalid = detail::guarded([&] {
+      if (this->fits_wire(message.body.size())) {
+        this->wire_.clear();
+        write_request_head(message, address_, message.body.size(), this->wire_);
+        this->wire_.append(message.body);
+        head_request_ = this->wire_.compare(0, 5, "HEAD ") == 0;
+        return;
+      }
+      auto request = std::make_shared<http::request<http::string_body>>();
+      fill_request_head(message, address_, request->base());
+      request->body() = std::move(message.body);
+      request->keep_alive(true);
+      request->prepare_payload();
+      request_ = std::move(request);
+      head_request_ = request_->method() == http::verb::head;
+    });
     if (!invalid.ok())
       return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
-    request->body() = std::move(message.body);
-    request->keep_alive(true);
-    request->prepare_payload();
-    request_ = std::move(request);
-    head_request_ = request_->method() == http::verb::head;
     retried_ = false;
     reusable_ = false;
     exchange_ = Exchange::sending;
@@ -220,7 +231,7 @@ class ClientSession final : public SessionCore<Stream> {
         start_response();
       }
     };
-    if (this->write_now(*request_, then)) return;
+    if (!request_) return this->write_wire(then);
     this->queue_write(
         [this, request = request_](typename Core::WriteHandler handler) {
           http::async_write(conn_->stream, *request, std::move(handler));
@@ -471,7 +482,7 @@ class ClientSession final : public SessionCore<Stream> {
   std::string body_;
 
   // unary
-  std::shared_ptr<http::request<http::string_body>> request_;  // kept for a retry
+  std::shared_ptr<http::request<http::string_body>> request_;  // kept for a retry (else wire_)
   Exchange exchange_ = Exchange::idle;
   bool head_request_ = false;
   bool may_retry_ = false;

@@ -210,19 +210,54 @@ class ServerSession final : public SessionCore<Stream> {
   }
 
   void send_unary(Message message) {
-    http::response<http::string_body> response;
-    const Error invalid = detail::guarded([&] { fill_response_head(message, response.base()); });
-    if (!invalid.ok())
-      return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
-    const unsigned status = response.result_int();
-    if (status != 204 && status != 304) response.body() = std::move(message.body);
-    response.version(version_);
-    response.keep_alive(keep_alive_);
-    response.prepare_payload();
-    if (head_request_) response.body().clear();  // HEAD: the length is told, the body is not sent
+    if (send_unary_wire(message)) return;
+    auto response = std::make_shared<http::response<http::string_body>>();
+    const Error invalid = detail::guarded([&] { fill_response_head(message, response->base()); });
+    if (!invalid.ok()) return refuse_send(invalid);
+    const unsigned status = response->result_int();
+    if (status != 204 && status != 304) response->body() = std::move(message.body);
+    response->version(version_);
+    response->keep_alive(keep_alive_);
+    response->prepare_payload();
+    if (head_request_) response->body().clear();  // HEAD: the length is told, the body is not sent
     --unanswered_;
-    auto then = [self = this->shared_from_this(), this,
-                 keep_alive = response.keep_alive()](beast::error_code ec) {
+    this->queue_write(
+        [this, response](typename Core::WriteHandler handler) {
+          http::async_write(conn_->stream, *response, std::move(handler));
+        },
+        response_written(response->keep_alive()));
+  }
+
+  // The usual response (HTTP/1.1, not to HEAD, a status with a body, a small body) is written
+  // from one buffer, at once when the socket takes it. False: send_unary writes it through Beast.
+  bool send_unary_wire(Message& message) {
+    if (version_ != 11 || head_request_ || !this->fits_wire(message.body.size())) return false;
+    unsigned status = 0;
+    const Error invalid = detail::guarded([&] {
+      status = response_status(message);
+      if (status == 204 || status == 304) return;
+      this->wire_.clear();
+      write_response_head(message, status, keep_alive_, message.body.size(), this->wire_);
+    });
+    if (!invalid.ok()) {
+      refuse_send(invalid);
+      return true;
+    }
+    if (status == 204 || status == 304) return false;
+    this->wire_.append(message.body);
+    --unanswered_;
+    auto then = response_written(keep_alive_);
+    this->write_wire(then);
+    return true;
+  }
+
+  void refuse_send(const Error& invalid) {
+    completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+  }
+
+  // After a response is written: the send completes (and the connection ends, for close).
+  auto response_written(bool keep_alive) {
+    return [self = this->shared_from_this(), this, keep_alive](beast::error_code ec) {
       if (ec) {
         const Error error = this->failure(ec, "writing a response", rt_.settings.write_timeout);
         this->hard_close(error);
@@ -231,13 +266,6 @@ class ServerSession final : public SessionCore<Stream> {
       if (!keep_alive) conn_->shutdown_send();  // Connection: close; recv then sees the end
       completions_.send({});
     };
-    if (this->write_now(response, then)) return;
-    auto queued = std::make_shared<http::response<http::string_body>>(std::move(response));
-    this->queue_write(
-        [this, queued](typename Core::WriteHandler handler) {
-          http::async_write(conn_->stream, *queued, std::move(handler));
-        },
-        std::move(then));
   }
 
   void send_stream_head(Message message) {

@@ -239,40 +239,36 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     if (!writing_) write_next();
   }
 
-  // A small unary message (head and body) on a plaintext connection with nothing else being
-  // written is serialized into one reused buffer and handed to the socket without waiting. When
-  // the socket takes it whole (the usual case) `then` runs before this returns: no asynchronous
-  // step, timer or handler allocation. What the socket does not take is queued as any write is.
-  // Returns false, leaving `then` alone, when the message must go through queue_write instead.
-  template <bool isRequest, class Then>
-  bool write_now(http::message<isRequest, http::string_body>& message, Then& then) {
-    if constexpr (kIsTls<Stream>) {
-      return false;
-    } else {
-      if (closed_ || writing_ || !writes_.empty() || message.body().size() > kWriteNowLimit)
-        return false;
-      serialize(message, wire_);
-      auto& socket = conn_->socket();
-      beast::error_code ec;
-      if (!socket.non_blocking()) socket.non_blocking(true, ec);
-      size_t written = ec ? 0 : socket.write_some(net::buffer(wire_), ec);
-      if (ec == net::error::would_block || ec == net::error::try_again) {
-        ec = {};
-        written = 0;
+  // A unary message small enough to be written from one buffer (`wire_`, reused).
+  static bool fits_wire(size_t body_size) noexcept { return body_size <= kWireLimit; }
+
+  // Writes `wire_` (a whole message, head and body). On a plaintext connection with nothing else
+  // being written it goes to the socket without waiting; when the socket takes it whole (the
+  // usual case) `then` runs before this returns: no asynchronous step, timer or handler
+  // allocation. Otherwise, and over TLS, what is left is queued as any write is.
+  template <class Then>
+  void write_wire(Then& then) {
+    size_t written = 0;
+    if constexpr (!kIsTls<Stream>) {
+      if (!closed_ && !writing_ && writes_.empty()) {
+        auto& socket = conn_->socket();
+        beast::error_code ec;
+        if (!socket.non_blocking()) socket.non_blocking(true, ec);
+        if (!ec) written = socket.write_some(net::buffer(wire_), ec);
+        if (ec == net::error::would_block || ec == net::error::try_again) {
+          ec = {};
+          written = 0;
+        }
+        if (ec || written == wire_.size()) return then(ec);
       }
-      if (ec || written == wire_.size()) {
-        then(ec);
-        return true;
-      }
-      auto rest = std::make_shared<std::string>(wire_, written);
-      queue_write(
-          [this, rest](WriteHandler handler) {
-            net::async_write(conn_->stream, net::buffer(*rest),
-                             [rest, handler](beast::error_code ec, size_t n) { handler(ec, n); });
-          },
-          WriteThen(std::move(then)));
-      return true;
     }
+    auto rest = std::make_shared<std::string>(wire_, written);
+    queue_write(
+        [this, rest](WriteHandler handler) {
+          net::async_write(conn_->stream, net::buffer(*rest),
+                           [rest, handler](beast::error_code ec, size_t n) { handler(ec, n); });
+        },
+        WriteThen(std::move(then)));
   }
 
   template <bool isRequest>
@@ -443,26 +439,10 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
   std::unique_ptr<Conn> conn_;
   bool closed_ = false;  // the rest: strand only
   Error close_reason_;
+  std::string wire_;  // a unary message as it goes on the wire (write_wire), reused
 
  private:
-  static constexpr size_t kWriteNowLimit = 64 * 1024;  // larger bodies are not copied
-
-  // The message as it goes on the wire, by Beast's serializer.
-  template <bool isRequest>
-  static void serialize(http::message<isRequest, http::string_body>& message, std::string& out) {
-    out.clear();
-    http::serializer<isRequest, http::string_body> serializer(message);
-    beast::error_code ec;
-    do {
-      serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
-        const size_t n = net::buffer_size(buffers);
-        const size_t at = out.size();
-        out.resize(at + n);
-        net::buffer_copy(net::buffer(out.data() + at, n), buffers);
-        serializer.consume(n);
-      });
-    } while (!ec && !serializer.is_done());
-  }
+  static constexpr size_t kWireLimit = 64 * 1024;  // larger bodies are not copied
 
   struct PendingWrite {
     WriteStart start;
@@ -720,7 +700,6 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     if (conn_) conn_->close();
   }
 
-  std::string wire_;  // write_now's buffer, reused
   std::deque<PendingWrite> writes_;
   bool writing_ = false;
   bool draining_ = false;       // closed, writing what was queued before closing

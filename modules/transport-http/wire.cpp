@@ -32,8 +32,7 @@ bool iequals(std::string_view a, std::string_view b) {
 bool is_token(std::string_view s) {
   if (s.empty()) return false;
   for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) != 0) continue;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) continue;
     if (std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
   }
   return true;
@@ -80,7 +79,10 @@ Message fields_to_message(const http::fields& fields) {
 // Beast keeps a field's offsets in 16 bits.
 constexpr size_t kMaxFieldBytes = 65000;
 
-void copy_headers(const Message& message, http::fields& fields) {
+// Calls `add(name, value)` for each header of `message` that goes on the wire: pseudo-headers and
+// framing headers are skipped; what cannot be sent throws (400).
+template <class Add>
+void for_each_field(const Message& message, Add add) {
   for (const auto& [name, value] : message.header) {
     if (!name.empty() && name[0] == ':') continue;
     if (is_framing_header(name)) continue;
@@ -94,8 +96,26 @@ void copy_headers(const Message& message, http::fields& fields) {
                                          std::to_string(value.size()) +
                                          " bytes: more than an HTTP field can carry here (" +
                                          std::to_string(kMaxFieldBytes) + ")"));
-    fields.insert(name, value);
+    add(name, value);
   }
+}
+
+void copy_headers(const Message& message, http::fields& fields) {
+  for_each_field(message, [&](const std::string& name, const std::string& value) {
+    fields.insert(name, value);
+  });
+}
+
+// The fields and the end of a head, in the order Beast's serializer writes them after
+// fill_*_head, keep_alive and prepare_payload: the message's fields, Connection, Content-Length.
+void append_fields(const Message& message, bool keep_alive, bool length, size_t body_size,
+                   std::string& out) {
+  for_each_field(message, [&](const std::string& name, const std::string& value) {
+    out.append(name).append(": ").append(value).append("\r\n");
+  });
+  if (!keep_alive) out.append("Connection: close\r\n");
+  if (length) out.append("Content-Length: ").append(std::to_string(body_size)).append("\r\n");
+  out.append("\r\n");
 }
 
 const std::string* pseudo(const Message& message, const char* name) {
@@ -232,6 +252,24 @@ void fill_response_head(const Message& message, http::response_header<>& head) {
   head.version(11);
   head.result(status);
   copy_headers(message, head);
+}
+
+void write_request_head(const Message& message, std::string_view host, size_t body_size,
+                        std::string& out) {
+  std::string m, p;
+  request_line(message, m, p);
+  out.append(m).append(" ").append(p).append(" HTTP/1.1\r\nHost: ").append(host).append("\r\n");
+  // As prepare_payload: an empty body is announced only for the methods that expect one.
+  const bool length = body_size > 0 || m == "POST" || m == "PUT" || m == "OPTIONS";
+  append_fields(message, true, length, body_size, out);
+}
+
+void write_response_head(const Message& message, unsigned status, bool keep_alive,
+                         size_t body_size, std::string& out) {
+  const auto reason = http::obsolete_reason(static_cast<http::status>(status));
+  out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
+  out.append(reason.data(), reason.size()).append("\r\n");
+  append_fields(message, keep_alive, true, body_size, out);
 }
 
 std::string error_json(const Error& error) {

@@ -37,6 +37,15 @@ bool is_stream_request(const http::request_header<>& head);
 void fill_request_head(const Message& message, std::string_view host, http::request_header<>& head);
 void fill_response_head(const Message& message, http::response_header<>& head);
 
+// The same heads written straight into `out` (appended), as Beast's serializer writes what
+// fill_*_head and prepare_payload make, for an HTTP/1.1 message with a Content-Length body of
+// `body_size` bytes (a response: not HEAD, 204 or 304; `status` from response_status). Throw as
+// fill_*_head do. (No basic_fields in between: a unary call's heads cost no allocation here.)
+void write_request_head(const Message& message, std::string_view host, size_t body_size,
+                        std::string& out);
+void write_response_head(const Message& message, unsigned status, bool keep_alive,
+                         size_t body_size, std::string& out);
+
 // HTTP/2 (h2.cpp): the request line and status of a Message, checked as fill_*_head checks them,
 // and its other headers with lower-case names, framing and connection headers skipped. Throw
 // micro::Exception (400) for what cannot be sent.

@@ -6,7 +6,9 @@
 //  - header names come out lower case, with :method and :path set;
 //  - no unary body and no frame exceeds max_body_bytes;
 //  - a complete unary request, sent again as the client would send it, parses to the same
-//    method, path, body and headers.
+//    method, path, body and headers;
+//  - the client's own head writer (write_request_head, used for small bodies) writes the same
+//    bytes as Beast's serializer, and refuses what Beast's path refuses.
 // Build (clang++): compile with message_reader.cpp and wire.cpp from modules/transport-http,
 // -I modules/transport-http -I sdk/include -DBOOST_BEAST_USE_STD_STRING_VIEW
 // -fsanitize=fuzzer,address,undefined. Seeds: tests/fuzz/corpus/fuzz_request/ (run by scripts/fuzz).
@@ -19,6 +21,7 @@
 #include <string_view>
 
 #include "message_reader.hpp"
+#include "micro/callback.hpp"
 #include "wire.hpp"
 
 namespace {
@@ -80,9 +83,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     again = resend(parsed.message);
   } catch (const std::exception& e) {
     // A value the parser accepts but a sender refuses (a control character Beast lets
-    // through) is fine: the client side never writes what it cannot carry.
+    // through) is fine: the client side never writes what it cannot carry. Nor may the
+    // direct writer (Beast's own refusal of TRACE with a body aside).
+    std::string direct;
+    bool refused = false;
+    try {
+      write_request_head(parsed.message, "fuzz", parsed.message.body.size(), direct);
+    } catch (const micro::Exception&) {
+      refused = true;
+    }
+    if (!refused && dynamic_cast<const micro::Exception*>(&e) != nullptr)
+      fail(std::string("Beast's path refused what write_request_head wrote: ") + e.what());
     return 0;
   }
+  std::string direct;
+  write_request_head(parsed.message, "fuzz", parsed.message.body.size(), direct);
+  direct += parsed.message.body;
+  if (direct != again) fail("write_request_head differs from Beast:\n" + direct + "\n--\n" + again);
   Limits roomy;
   roomy.max_header_bytes = 1 << 20;
   roomy.max_body_bytes = 1 << 20;
