@@ -67,11 +67,12 @@ struct Connection {
     if (!socket().is_open() || buffer.size() != 0) return false;
     beast::error_code ec;
     char byte = 0;
-    socket().non_blocking(true, ec);
+    const bool was_non_blocking = socket().non_blocking();  // write_wire leaves it on
+    if (!was_non_blocking) socket().non_blocking(true, ec);
     if (ec) return false;
     const size_t n = socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, ec);
     beast::error_code ignored;
-    socket().non_blocking(false, ignored);
+    if (!was_non_blocking) socket().non_blocking(false, ignored);
     return n == 0 && ec == net::error::would_block;
   }
 
