@@ -145,13 +145,18 @@ class RpcServer final : public micro::ServerPlugin {
   ~RpcServer() override {
     stop_now();
     // A connection's callbacks reach this server until the connection is gone (a send that
-    // completes as stop drains may still issue the next recv): wait for the last one, while
-    // the timer thread still runs the releases connection_ended posts.
-    {
+    // completes as stop drains may still issue the next recv): wait for the last one,
+    // releasing the ended ones as they come.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      release_ended();  // the ended ones go now, not at the next sweep
       std::unique_lock<std::mutex> lock(mutex_);
-      if (!connections_gone_.wait_for(lock, std::chrono::seconds(30),
-                                      [this] { return live_connections_ == 0; }))
+      if (connections_gone_.wait_for(lock, kSweep, [this] { return live_connections_ == 0; }))
+        break;
+      if (std::chrono::steady_clock::now() > give_up) {
         log_.error(live_connections_, " connection(s) still alive 30 s after stop");
+        break;
+      }
     }
     deadlines_.stop();
     work_.reset();
@@ -251,14 +256,36 @@ class RpcServer final : public micro::ServerPlugin {
   // ---- used by connections ----
 
   void dispatch(const std::shared_ptr<Connection>& connection, micro::Message request);
+  // A socket may not be destroyed inside its own callbacks, so an ended connection waits in
+  // ended_: the next accept releases it (on a transport thread, outside its callbacks), or else a
+  // sweep on the timer thread, at most kSweep later. The timer thread is woken once per sweep,
+  // not once per connection: over HTTP/2 every unary call is a connection of its own, and waking
+  // that thread per call cost a context switch per call.
   void connection_ended(const std::shared_ptr<Connection>& connection) {
+    bool arm = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       connections_.erase(connection);
+      ended_.push_back(connection);
+      arm = !sweep_armed_;
+      sweep_armed_ = true;
     }
-    // Its socket may not be destroyed inside its own callback: release it on the timer thread.
-    asio::post(io_, [c = connection]() mutable { c.reset(); });
+    if (arm)
+      asio::post(io_, [this] {
+        sweep_.expires_after(kSweep);
+        sweep_.async_wait([this](const boost::system::error_code&) { release_ended(true); });
+      });
   }
+  // `sweep`: from the sweep itself, which the next connection_ended then arms again (an accept
+  // that releases leaves the pending sweep armed, so it is not posted again at once).
+  void release_ended(bool sweep = false) {
+    std::vector<std::shared_ptr<Connection>> ended;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ended.swap(ended_);
+      if (sweep) sweep_armed_ = false;
+    }
+  }  // destroyed here, outside the lock (a Connection's destructor takes it)
   void connection_created() {
     std::lock_guard<std::mutex> lock(mutex_);
     ++live_connections_;
@@ -288,6 +315,7 @@ class RpcServer final : public micro::ServerPlugin {
   };
 
   void accept(micro::Socket socket) {
+    release_ended();
     auto connection = std::make_shared<Connection>(*this, std::move(socket));
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -376,6 +404,10 @@ class RpcServer final : public micro::ServerPlugin {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   micro::rpc_common::Deadlines<CallState> deadlines_;
+  asio::steady_timer sweep_{io_};  // releases ended connections (connection_ended)
+  static constexpr std::chrono::milliseconds kSweep{50};
+  std::vector<std::shared_ptr<Connection>> ended_;  // under mutex_: see connection_ended
+  bool sweep_armed_ = false;                        // under mutex_
   std::thread timer_thread_;
 
   std::mutex mutex_;
