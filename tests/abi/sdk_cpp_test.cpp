@@ -1155,3 +1155,21 @@ TEST(Service, WrapperOverAnOlderVtableReturns501ForWhatItLacks) {
 }
 
 }  // namespace
+
+TEST(Metadata, FromCKeepsEveryPairWhateverTheOrderAndTheLastOfARepeatedKeyWins) {
+  // Keys in order (as MetadataView lists them) take the fast path; others are placed by a search.
+  const micro_kv_t sorted[] = {{micro::to_c("a"), micro::to_c("1")},
+                                          {micro::to_c("b"), micro::to_c("2")},
+                                          {micro::to_c("c"), micro::to_c("3")}};
+  EXPECT_EQ(micro::from_c(micro_metadata_t{sorted, 3}),
+            (micro::Metadata{{"a", "1"}, {"b", "2"}, {"c", "3"}}));
+  const micro_kv_t shuffled[] = {{micro::to_c("c"), micro::to_c("3")},
+                                            {micro::to_c("a"), micro::to_c("1")},
+                                            {micro::to_c("b"), micro::to_c("x")},
+                                            {micro::to_c("b"), micro::to_c("2")}};
+  EXPECT_EQ(micro::from_c(micro_metadata_t{shuffled, 4}),
+            (micro::Metadata{{"a", "1"}, {"b", "2"}, {"c", "3"}}));
+  const micro::Metadata original{{"content-type", "application/json"}, {"micro-id", "7"}};
+  const micro::MetadataView view(original);
+  EXPECT_EQ(micro::from_c(view.c()), original);
+}

@@ -87,9 +87,18 @@ inline std::string_view to_view(micro_bytes_t b) noexcept {
 
 inline Metadata from_c(micro_metadata_t m) {
   Metadata out;
-  for (size_t i = 0; i < m.count && m.items != nullptr; ++i)
-    out.insert_or_assign(std::string(to_view(m.items[i].key)),
-                         std::string(to_view(m.items[i].value)));
+  for (size_t i = 0; i < m.count && m.items != nullptr; ++i) {
+    const std::string_view key = to_view(m.items[i].key);
+    const std::string_view value = to_view(m.items[i].value);
+    // A view of a Metadata (MetadataView) lists its keys in order: each goes at the end, placed
+    // by one comparison instead of a search. Any other order is inserted in place (a repeated
+    // key: the last value wins).
+    if (out.empty() || std::prev(out.end())->first < key)
+      out.emplace_hint(out.end(), std::piecewise_construct, std::forward_as_tuple(key),
+                       std::forward_as_tuple(value));
+    else
+      out.insert_or_assign(std::string(key), std::string(value));
+  }
   return out;
 }
 
