@@ -28,9 +28,55 @@
 namespace micro::transport_http {
 
 template <class Stream>
-class SessionCore : public SessionBase, public std::enable_shared_from_this<SessionCore<Stream>> {
+class SessionCore : public SessionBase,
+                    public FrameFastPath,
+                    public std::enable_shared_from_this<SessionCore<Stream>> {
  public:
   using Conn = Connection<Stream>;
+
+  // The fast paths of send_frame_inline and recv_frame_inline for a C call (HttpSocket's
+  // send_c/recv_c): only when they complete at once (a send that fits the outbox, a recv with a
+  // message frame in the inbox); anything else (parking, errors, the end) takes the ordinary path.
+  bool send_frame_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    std::string_view error_json;
+    bool failure = false;
+    for (size_t i = 0; i < message.header.count && message.header.items != nullptr; ++i) {
+      if (same_name(to_view(message.header.items[i].key), "micro-error")) {
+        error_json = to_view(message.header.items[i].value);
+        failure = true;
+        break;
+      }
+    }
+    const std::string_view payload = failure ? error_json : to_view(message.body);
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      if (!frames_out_ || shut_ || out_closed_ || send_parked_ ||
+          inline_depth() >= kMaxInlineDepth)
+        return false;
+      if (outbox_.size() + in_flight_ + kFrameHeaderBytes + payload.size() >= kOutboxLimit)
+        return false;  // the ordinary path parks it
+      append_frame_bytes(failure ? FrameKind::error : FrameKind::message, payload);
+    }
+    InlineScope scope;
+    done(ctx, nullptr);
+    return true;
+  }
+  bool recv_frame_c(micro_message_fn on_message, void* ctx) noexcept override {
+    Frame frame;
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      if (!frames_in_ || shut_ || recv_waiting_ || inline_depth() >= kMaxInlineDepth) return false;
+      if (inbox_.empty() || inbox_.front().kind != FrameKind::message) return false;
+      frame = std::move(inbox_.front());
+      inbox_.pop_front();
+      inbox_bytes_ -= frame.payload.size() + kFrameOverhead;
+      resume_locked();
+    }
+    InlineScope scope;
+    const micro_message_t view{sizeof(micro_message_t), {nullptr, 0}, to_c_bytes(frame.payload)};
+    on_message(ctx, nullptr, &view);
+    return true;
+  }
 
   ~SessionCore() override { rt_.sessions.remove(this); }
 
@@ -448,6 +494,11 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     const std::string& payload = error != nullptr ? *error : message.body;
     if (payload.size() > UINT32_MAX)
       return Error(413, "a stream frame cannot exceed 4 GiB", kModule);
+    append_frame_bytes(kind, payload);
+    return {};
+  }
+  // buffers_ held, the payload under 4 GiB: as append_frame.
+  void append_frame_bytes(FrameKind kind, std::string_view payload) {
     const auto header = frame_header(kind, static_cast<uint32_t>(payload.size()));
     outbox_.append(header.data(), header.size());
     outbox_.append(payload);
@@ -456,7 +507,16 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
       // Posted under the lock, so a close() after this send is posted after it (and writes it).
       net::post(strand_, [self = this->shared_from_this()] { self->queue_outbox(); });
     }
-    return {};
+  }
+  // An ASCII header name compared regardless of case with a lower-case one.
+  static bool same_name(std::string_view name, std::string_view lower) noexcept {
+    if (name.size() != lower.size()) return false;
+    for (size_t i = 0; i < name.size(); ++i) {
+      char c = name[i];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      if (c != lower[i]) return false;
+    }
+    return true;
   }
 
   // A send of a frame once the stream's head is on its way: the frame joins the outbox here and
