@@ -30,9 +30,11 @@ inline bool media_type_is(std::string_view content_type, std::string_view lower)
   while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
   while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
   if (type.size() != lower.size()) return false;
-  for (size_t i = 0; i < type.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(type[i])) != static_cast<unsigned char>(lower[i]))
-      return false;
+  for (size_t i = 0; i < type.size(); ++i) {
+    char c = type[i];  // ASCII only, as media types are: no locale call per character
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower[i]) return false;
+  }
   return true;
 }
 
