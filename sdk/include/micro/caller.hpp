@@ -36,15 +36,18 @@ class Waiter {
   void set(T value) {
     value_.emplace(std::move(value));
     if (state_.exchange(kSet, std::memory_order_acq_rel) != kSleeping) return;
+    // A sleeping waiter returns only once it sees woken_, which it reads under the lock: it
+    // cannot be gone before this unlocks (a spurious wake-up does not let it return early).
     std::lock_guard<std::mutex> lock(mutex_);
-    ready_.notify_one();  // under the lock: the waiter cannot be gone before this returns
+    woken_ = true;
+    ready_.notify_one();
   }
   T wait() {
     if (state_.load(std::memory_order_acquire) != kSet) {
       std::unique_lock<std::mutex> lock(mutex_);
       int expected = kEmpty;
       if (state_.compare_exchange_strong(expected, kSleeping, std::memory_order_acq_rel))
-        ready_.wait(lock, [this] { return state_.load(std::memory_order_acquire) == kSet; });
+        ready_.wait(lock, [this] { return woken_; });
     }
     return std::move(*value_);
   }
@@ -54,6 +57,7 @@ class Waiter {
   std::atomic<int> state_{kEmpty};
   std::mutex mutex_;
   std::condition_variable ready_;
+  bool woken_ = false;  // under mutex_: set() has finished with a sleeping waiter
   std::optional<T> value_;
 };
 
