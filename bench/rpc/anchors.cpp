@@ -3,13 +3,17 @@
 // stream echo. Servers and clients run in this process on their own threads, over 127.0.0.1.
 #include <grpcpp/grpcpp.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <condition_variable>
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -292,6 +296,127 @@ class AsioEchoSession : public std::enable_shared_from_this<AsioEchoSession> {
   std::vector<char> in_, out_;
 };
 
+// The stream anchor's client, written as a high-throughput Asio client is, in the shape of
+// micro's stream send: `send` appends the frame to an outbox and returns; one async_write on the
+// client's I/O thread takes the whole outbox while no write is in flight, and the next takes what
+// queued meanwhile. The sender waits only while kOutboxLimit bytes or more are queued or being
+// written. The reader blocks in reads on its own thread and takes every whole frame that arrived.
+// It reads through a second descriptor of the same socket (dup), so the blocking reads and the
+// I/O thread's asynchronous writes never share one Asio socket object.
+class AsioStreamClient {
+ public:
+  static constexpr size_t kOutboxLimit = 256 * 1024;  // as transport-http's stream outbox
+
+  explicit AsioStreamClient(uint16_t port)
+      : work_(asio::make_work_guard(io_)), writer_(io_), reader_(read_io_) {
+    writer_.connect(tcp::endpoint(asio::ip::address_v4::loopback(), port));
+    writer_.set_option(tcp::no_delay(true));
+    reader_.assign(tcp::v4(), ::dup(writer_.native_handle()));
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~AsioStreamClient() {
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  // On the writer thread: queues one frame.
+  std::string send(const std::string& frame) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    room_.wait(lock, [&] { return failed_ || outbox_.size() + in_flight_ < kOutboxLimit; });
+    if (failed_) return error_.message();
+    outbox_ += frame;
+    if (!writing_) {
+      writing_ = true;
+      asio::post(io_, [this] { write(); });
+    }
+    return {};
+  }
+  // On the writer thread: ends our side once every queued frame is written.
+  void close_send() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closing_ = true;
+    if (!writing_) asio::post(io_, [this] { shutdown(); });
+  }
+  // On the reader thread: blocks until frames arrive; returns how many whole ones, 0 at the end.
+  int recv(std::string& error, size_t frame_size) {
+    while (true) {
+      int whole = 0;
+      size_t at = 0;
+      while (in_.size() - at >= frame_size) {
+        if (in_[at + 3] != static_cast<char>(frame_size - 4)) {
+          error = "bad frame";
+          return 0;
+        }
+        at += frame_size;
+        ++whole;
+      }
+      in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(at));
+      if (whole > 0) return whole;
+      beast::error_code ec;
+      const size_t n = reader_.read_some(asio::buffer(chunk_), ec);
+      if (ec == asio::error::eof) return 0;
+      if (ec) {
+        error = ec.message();
+        return 0;
+      }
+      in_.insert(in_.end(), chunk_.begin(), chunk_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+  }
+
+ private:
+  // On the I/O thread: writes everything queued, then what queued meanwhile, until none is left.
+  void write() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      writing_buf_.swap(outbox_);
+      outbox_.clear();
+      in_flight_ = writing_buf_.size();
+    }
+    asio::async_write(writer_, asio::buffer(writing_buf_), [this](beast::error_code ec, size_t) {
+      bool more = false, end = false;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        in_flight_ = 0;
+        if (ec) {
+          failed_ = true;
+          error_ = ec;
+        }
+        more = !ec && !outbox_.empty();
+        if (!more) {
+          writing_ = false;
+          end = closing_;
+        }
+      }
+      room_.notify_one();
+      if (more) return write();
+      if (end) shutdown();
+    });
+  }
+  void shutdown() {
+    beast::error_code ignored;
+    writer_.shutdown(tcp::socket::shutdown_send, ignored);  // the end of our messages
+  }
+
+  asio::io_context io_;
+  asio::io_context read_io_;  // never run: the reader's socket only blocks
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  tcp::socket writer_;
+  tcp::socket reader_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable room_;
+  std::string outbox_;          // frames not yet handed to a write
+  std::string writing_buf_;     // the frames being written (I/O thread only)
+  size_t in_flight_ = 0;        // their size
+  bool writing_ = false;        // a write is posted or under way
+  bool closing_ = false;
+  bool failed_ = false;
+  beast::error_code error_;
+  std::vector<char> in_;
+  std::array<char, 64 * 1024> chunk_;
+};
+
 class AsioStreamEcho final : public StreamContender {
  public:
   AsioStreamEcho()
@@ -299,54 +424,15 @@ class AsioStreamEcho final : public StreamContender {
                   [](tcp::socket s) { std::make_shared<AsioEchoSession>(std::move(s))->read(); }) {}
   ~AsioStreamEcho() override { acceptor_.close(); }
 
-  // The client blocks as micro's generated stream does: one thread writes a message per call,
-  // the other reads.
   StreamSummary run(Clock::duration warmup, Clock::duration measure) override {
-    asio::io_context io;
-    tcp::socket socket(io);
-    socket.connect(tcp::endpoint(asio::ip::address_v4::loopback(), acceptor_.port()));
-    socket.set_option(tcp::no_delay(true));
+    AsioStreamClient client(acceptor_.port());
     const std::string& p = payload64();
     std::string frame(4, '\0');
     frame[3] = static_cast<char>(p.size());
     frame += p;
-    std::vector<char> in;
-    std::array<char, 64 * 1024> chunk;
     return drive_stream(
-        warmup, measure,
-        [&]() -> std::string {
-          beast::error_code ec;
-          asio::write(socket, asio::buffer(frame), ec);
-          return ec ? ec.message() : std::string();
-        },
-        [&] {
-          beast::error_code ignored;
-          socket.shutdown(tcp::socket::shutdown_send, ignored);
-        },
-        [&](std::string& error) -> int {
-          while (true) {
-            int whole = 0;
-            size_t at = 0;
-            while (in.size() - at >= 4 + p.size()) {  // every message is 4 + 64 bytes
-              if (in[at + 3] != static_cast<char>(p.size())) {
-                error = "bad frame";
-                return 0;
-              }
-              at += 4 + p.size();
-              ++whole;
-            }
-            in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(at));
-            if (whole > 0) return whole;
-            beast::error_code ec;
-            const size_t n = socket.read_some(asio::buffer(chunk), ec);
-            if (ec == asio::error::eof) return 0;
-            if (ec) {
-              error = ec.message();
-              return 0;
-            }
-            in.insert(in.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
-          }
-        });
+        warmup, measure, [&] { return client.send(frame); }, [&] { client.close_send(); },
+        [&](std::string& error) { return client.recv(error, frame.size()); });
   }
 
  private:

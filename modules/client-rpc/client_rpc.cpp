@@ -175,6 +175,19 @@ class ClientStream final : public micro::StreamImpl {
   void close_send(micro::Done done) override { socket_.close_send(std::move(done)); }
   void cancel() override { socket_.close(); }
 
+  // The C calls go to the socket with the caller's own completion: nothing here needs to see
+  // the result, so there is no copy of the message and no box per frame.
+  bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    micro_message_t frame = message;  // a frame carries the body only
+    frame.header = micro_metadata_t{nullptr, 0};
+    socket_.send_c(frame, done, ctx);
+    return true;
+  }
+  bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
+    socket_.recv_c(on_message, ctx);
+    return true;
+  }
+
  private:
   micro::Socket socket_;
 };

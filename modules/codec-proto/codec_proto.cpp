@@ -43,9 +43,9 @@ class ProtoCodec final : public micro::CodecPlugin {
       return micro::Error(413, "body of " + std::to_string(bytes.size()) +
                                    " bytes is over the limit of " + std::to_string(max_body_) +
                                    " (codec-proto max_body_bytes)");
-    const std::string media = micro::media_type(content_type);
-    if (media != "application/octet-stream") {
-      if (media != "application/protobuf" && media != "application/x-protobuf")
+    if (!micro::media_type_is(content_type, "application/octet-stream")) {
+      if (!micro::media_type_is(content_type, "application/protobuf") &&
+          !micro::media_type_is(content_type, "application/x-protobuf"))
         return micro::Error(MICRO_CODE_UNSUPPORTED_MEDIA_TYPE,
                             "codec-proto does not handle '" + std::string(content_type) +
                                 "' (it handles application/protobuf, application/x-protobuf, "

@@ -614,7 +614,9 @@ class ServerStream final : public micro::StreamImpl {
         content_type_(std::move(content_type)),
         codec_(codec),
         canonical_(micro::media_type(content_type_) == kCanonical),
-        alive_(std::make_shared<Alive>()) {}
+        alive_(std::make_shared<Alive>()) {
+    alive_->stream = this;
+  }
 
   ~ServerStream() override {
     {
@@ -684,6 +686,37 @@ class ServerStream final : public micro::StreamImpl {
 
   void cancel() override { connection_->close(); }
 
+  // The C calls of a typed handler's frames go to the socket with completions of ours that need
+  // no allocation: the caller's C completion waits in alive_ (one send and one recv pending at
+  // most), and a received frame is decoded into a buffer kept there. Error frames and frames to
+  // encode take the ordinary path.
+  bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    if (handler_->response_schema && !canonical_) return false;
+    for (size_t i = 0; i < message.header.count && message.header.items != nullptr; ++i)
+      if (micro::to_view(message.header.items[i].key) == "micro-error") return false;
+    {
+      std::lock_guard<std::recursive_mutex> lock(alive_->mutex);
+      if (!alive_->alive || alive_->send_hold != nullptr) return false;
+      alive_->send_fn = done;
+      alive_->send_ctx = ctx;
+      alive_->send_hold = alive_;
+    }
+    const micro_message_t frame{sizeof(micro_message_t), {nullptr, 0}, message.body};
+    connection_->socket().send_c(frame, &sent, alive_.get());
+    return true;
+  }
+  bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
+    {
+      std::lock_guard<std::recursive_mutex> lock(alive_->mutex);
+      if (!alive_->alive || alive_->recv_hold != nullptr) return false;
+      alive_->recv_fn = on_message;
+      alive_->recv_ctx = ctx;
+      alive_->recv_hold = alive_;
+    }
+    connection_->socket().recv_c(&received, alive_.get());
+    return true;
+  }
+
  private:
   // Receives and drops frames until the caller's end of stream (or an error: the timer's
   // close), then calls `on_end` once. The callbacks hold the connection, so its socket lives on.
@@ -699,7 +732,50 @@ class ServerStream final : public micro::StreamImpl {
   struct Alive {
     std::recursive_mutex mutex;  // held while a callback runs, so the destructor waits for it
     bool alive = true;
+    ServerStream* stream = nullptr;  // while alive
+    // send_c / recv_c: the caller's completion, and this block held until the socket completes.
+    micro_done_fn send_fn = nullptr;
+    void* send_ctx = nullptr;
+    std::shared_ptr<Alive> send_hold;
+    micro_message_fn recv_fn = nullptr;
+    void* recv_ctx = nullptr;
+    std::shared_ptr<Alive> recv_hold;
+    std::string canonical;  // the frame recv_c decoded, for its caller to copy
   };
+  static void sent(void* ctx, const micro_error_t* error) noexcept {
+    auto* alive = static_cast<Alive*>(ctx);
+    std::shared_ptr<Alive> hold;  // released after the lock
+    std::lock_guard<std::recursive_mutex> lock(alive->mutex);
+    hold = std::move(alive->send_hold);
+    if (alive->alive) alive->send_fn(alive->send_ctx, error);
+  }
+  static void received(void* ctx, const micro_error_t* error,
+                       const micro_message_t* message) noexcept {
+    auto* alive = static_cast<Alive*>(ctx);
+    std::shared_ptr<Alive> hold;  // released after the lock
+    std::lock_guard<std::recursive_mutex> lock(alive->mutex);
+    hold = std::move(alive->recv_hold);
+    if (!alive->alive) return;
+    const micro_message_fn fn = alive->recv_fn;
+    void* const fn_ctx = alive->recv_ctx;
+    const ServerStream& self = *alive->stream;
+    if (error != nullptr || message == nullptr || !self.handler_->request_schema)
+      return fn(fn_ctx, error, message);
+    const micro_message_t wire = micro::read_struct(message);
+    alive->canonical.clear();
+    micro::Error decoded = micro::detail::guarded([&] {
+      micro::Error e = self.codec_.decode(self.content_type_, micro::to_view(wire.body),
+                                          self.handler_->request_schema.get(), alive->canonical);
+      if (!e.ok()) throw micro::Exception(std::move(e));
+    });
+    if (!decoded.ok()) {
+      const micro_error_t view = decoded.view();
+      return fn(fn_ctx, &view, nullptr);
+    }
+    const micro_message_t canonical{sizeof(micro_message_t), {nullptr, 0},
+                                    micro::to_c_bytes(alive->canonical)};
+    fn(fn_ctx, nullptr, &canonical);
+  }
   micro::Done guard(micro::Done done) {
     return [alive = alive_, done = std::move(done)](const micro::Error& e) {
       std::lock_guard<std::recursive_mutex> lock(alive->mutex);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "micro/error.hpp"
+#include "micro/transport.h"
 
 namespace micro::transport_http {
 
@@ -25,6 +26,18 @@ inline std::array<char, kFrameHeaderBytes> frame_header(FrameKind kind, uint32_t
   return {static_cast<char>(kind), static_cast<char>((payload_size >> 24) & 0xff),
           static_cast<char>((payload_size >> 16) & 0xff),
           static_cast<char>((payload_size >> 8) & 0xff), static_cast<char>(payload_size & 0xff)};
+}
+
+// The kind and payload of the whole frame at the start of `bytes` (as FrameDecoder::next_into
+// appends them; the caller knows one is there).
+inline FrameKind frame_kind_at(std::string_view bytes) noexcept {
+  return static_cast<FrameKind>(bytes[0]);
+}
+inline std::string_view frame_payload_at(std::string_view bytes) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t size =
+      (size_t(p[1]) << 24) | (size_t(p[2]) << 16) | (size_t(p[3]) << 8) | size_t(p[4]);
+  return bytes.substr(kFrameHeaderBytes, size);
 }
 
 // Body bytes received and not yet taken, and the frames cut from them.
@@ -63,6 +76,31 @@ class FrameDecoder {
     return frame;
   }
 
+  // As next, but appends the whole frame (header and payload, as on the wire) to `out` and
+  // returns its payload's size: nothing allocated per frame. Nullopt as next.
+  std::optional<size_t> next_into(std::string& out, Error& error) {
+    const size_t available = bytes_.size() - start_;
+    if (available < kFrameHeaderBytes) return std::nullopt;
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes_.data() + start_);
+    if (p[0] > 1) {
+      error = Error::bad_request("stream frame with unknown flags " + std::to_string(p[0]));
+      return std::nullopt;
+    }
+    const uint64_t size =
+        (uint64_t(p[1]) << 24) | (uint64_t(p[2]) << 16) | (uint64_t(p[3]) << 8) | uint64_t(p[4]);
+    if (size > max_payload_) {
+      error =
+          Error(413, "stream frame of " + std::to_string(size) + " bytes exceeds max_body_bytes (" +
+                         std::to_string(max_payload_) + ")");
+      return std::nullopt;
+    }
+    if (available < kFrameHeaderBytes + size) return std::nullopt;
+    out.append(bytes_, start_, kFrameHeaderBytes + static_cast<size_t>(size));
+    start_ += kFrameHeaderBytes + static_cast<size_t>(size);
+    compact();
+    return static_cast<size_t>(size);
+  }
+
  private:
   // Drops taken bytes once they are most of the buffer, so it does not grow without bound.
   void compact() {
@@ -78,6 +116,19 @@ class FrameDecoder {
   uint64_t max_payload_;
   std::string bytes_;
   size_t start_ = 0;
+};
+
+// A session's frame fast paths on a C call's own completion (HttpSocket::send_c / recv_c): a send
+// or recv of a stream frame that can complete at once, taken with no Message copy and nothing
+// boxed. False, having done nothing, when the call must take the ordinary path.
+class FrameFastPath {
+ public:
+  virtual bool send_frame_c(const micro_message_t& message, micro_done_fn done,
+                            void* ctx) noexcept = 0;
+  virtual bool recv_frame_c(micro_message_fn on_message, void* ctx) noexcept = 0;
+
+ protected:
+  ~FrameFastPath() = default;
 };
 
 }  // namespace micro::transport_http

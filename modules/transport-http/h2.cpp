@@ -189,7 +189,9 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
 // A socket over HTTP/2. Server: one request stream. Client: each unary exchange on a stream of
 // its own, or (dialed with stream = true) one bidi stream. Facade calls post to the connection's
 // strand; the rest runs there.
-class H2Socket final : public SessionBase, public std::enable_shared_from_this<H2Socket> {
+class H2Socket final : public SessionBase,
+                       public FrameFastPath,
+                       public std::enable_shared_from_this<H2Socket> {
  public:
   H2Socket(std::shared_ptr<H2Connection> conn, Role role, bool stream_mode, Millis read_timeout)
       : conn_(std::move(conn)),
@@ -208,19 +210,11 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
   // and completes from there. The peer's receive window (opened as its reader takes frames)
   // bounds what nghttp2 takes from the outbox.
   void send(Message message, Done done) override {
-    if (frames_behind_.load(std::memory_order_acquire) && inline_depth() < kMaxInlineDepth &&
-        find_header(message, "micro-error") == nullptr && message.body.size() < kOutboxLimit) {
-      const size_t bytes = message.body.size() + kFrameHeaderBytes;
-      if (behind_.fetch_add(bytes) + bytes + out_pending_.load() <= kOutboxLimit) {
-        net::post(conn_->strand, [self = shared_from_this(), m = std::move(message), bytes]() {
-          self->queue_frame_behind(m, bytes);
-        });
-        ++inline_depth();
-        done({});
-        --inline_depth();
-        return;
-      }
-      behind_.fetch_sub(bytes);
+    if (find_header(message, "micro-error") == nullptr && send_behind(message.body)) {
+      ++inline_depth();
+      done({});
+      --inline_depth();
+      return;
     }
     if (refused(completions_.arm_send(done), "send", done)) return;
     net::post(conn_->strand, [self = shared_from_this(), m = std::move(message)]() mutable {
@@ -231,19 +225,34 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
   // to the receive windows from the strand, in batches. Nested inline completions stop at a
   // small depth (then the strand delivers), so a callback that receives again cannot grow the
   // stack without bound.
+  // The same two fast paths for a C call (HttpSocket's send_c/recv_c): no Message copy, nothing
+  // boxed; false (having done nothing) sends the call the ordinary way.
+  bool send_frame_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    for (size_t i = 0; i < message.header.count && message.header.items != nullptr; ++i)
+      if (to_view(message.header.items[i].key) == "micro-error") return false;
+    if (!send_behind(to_view(message.body))) return false;
+    ++inline_depth();
+    done(ctx, nullptr);
+    --inline_depth();
+    return true;
+  }
+  bool recv_frame_c(micro_message_fn on_message, void* ctx) noexcept override {
+    if (!inbox_on_.load(std::memory_order_acquire) || inline_depth() >= kMaxInlineDepth ||
+        completions_.closed())
+      return false;
+    std::optional<Frame> frame = take_for_caller(/*messages_only=*/true);
+    if (!frame) return false;
+    ++inline_depth();
+    const micro_message_t view{sizeof(micro_message_t), {nullptr, 0}, to_c_bytes(frame->payload)};
+    on_message(ctx, nullptr, &view);
+    --inline_depth();
+    return true;
+  }
+
   void recv(MessageCallback on_message) override {
     if (inbox_on_.load(std::memory_order_acquire) && inline_depth() < kMaxInlineDepth &&
         !completions_.closed()) {
-      bool drained = false;
-      if (std::optional<Frame> frame = take_from_inbox(&drained)) {
-        const size_t bytes = kFrameHeaderBytes + frame->payload.size();
-        const size_t taken = to_consume_.fetch_add(bytes) + bytes;
-        if (drained || taken >= kConsumeBatch) {
-          net::post(conn_->strand, [self = shared_from_this()] {
-            self->consume(self->to_consume_.exchange(0));
-            self->fill_inbox();
-          });
-        }
+      if (std::optional<Frame> frame = take_for_caller(/*messages_only=*/false)) {
         ++inline_depth();
         if (frame->kind == FrameKind::error)
           on_message(parse_error_json(frame->payload, 500), std::nullopt);
@@ -578,18 +587,45 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     send_parked_ = true;
   }
 
-  // A frame whose send already completed on the caller's thread (see send): appended unless the
-  // stream has failed meanwhile (then the next operation reports why).
-  void queue_frame_behind(const Message& message, size_t bytes) {
+  // A message frame's send on the caller's thread, once the stream is open: the frame joins the
+  // frames behind (one buffer; the strand is posted to only when it was empty) and the send may
+  // complete at once. False when it must go through the strand.
+  bool send_behind(std::string_view body) {
+    if (!frames_behind_.load(std::memory_order_acquire) || inline_depth() >= kMaxInlineDepth ||
+        body.size() >= kOutboxLimit)
+      return false;
+    const size_t bytes = body.size() + kFrameHeaderBytes;
+    if (behind_.fetch_add(bytes) + bytes + out_pending_.load() > kOutboxLimit) {
+      behind_.fetch_sub(bytes);
+      return false;
+    }
+    bool post = false;
+    {
+      std::lock_guard<std::mutex> lock(behind_mutex_);
+      post = behind_frames_.empty();
+      const auto header = frame_header(FrameKind::message, static_cast<uint32_t>(body.size()));
+      behind_frames_.append(header.data(), header.size());
+      behind_frames_.append(body);
+    }
+    // Posted after the append, so a later send or close_send posted by this thread runs after it.
+    if (post) net::post(conn_->strand, [self = shared_from_this()] { self->queue_frames_behind(); });
+    return true;
+  }
+
+  // The frames whose sends already completed on the caller's thread (see send_behind): appended
+  // unless the stream has failed meanwhile (then the next operation reports why).
+  void queue_frames_behind() {
+    {
+      std::lock_guard<std::mutex> lock(behind_mutex_);
+      behind_taken_.swap(behind_frames_);
+    }
     if (!error_ && !stream_closed_ && !send_closed_ && !released_) {
-      const auto header =
-          frame_header(FrameKind::message, static_cast<uint32_t>(message.body.size()));
-      out_.append(header.data(), header.size());
-      out_.append(message.body);
+      out_.append(behind_taken_);
       out_pending_ = pending_out();
       resume_out();
     }
-    behind_.fetch_sub(bytes);
+    behind_.fetch_sub(behind_taken_.size());
+    behind_taken_.clear();
   }
 
   void resume_out() {
@@ -798,13 +834,31 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
     inbox_on_ = !inbox_.empty() || inbox_on_;
     // A malformed frame stays for pump, which fails the stream once the inbox is drained.
   }
-  // The oldest frame read ahead, if any; `drained` says whether it was the last. Any thread.
-  std::optional<Frame> take_from_inbox(bool* drained = nullptr) {
+  // The oldest frame read ahead, if any (only a message frame with `messages_only`); `drained`
+  // says whether it was the last. Any thread.
+  std::optional<Frame> take_from_inbox(bool* drained = nullptr, bool messages_only = false) {
     std::lock_guard<std::mutex> lock(inbox_mutex_);
-    if (inbox_.empty()) return std::nullopt;
+    if (inbox_.empty() || (messages_only && inbox_.front().kind != FrameKind::message))
+      return std::nullopt;
     Frame frame = std::move(inbox_.front());
     inbox_.pop_front();
     if (drained != nullptr) *drained = inbox_.empty();
+    return frame;
+  }
+  // The same on the caller's thread (recv): the frame's bytes go back to the receive windows
+  // from the strand, in batches.
+  std::optional<Frame> take_for_caller(bool messages_only) {
+    bool drained = false;
+    std::optional<Frame> frame = take_from_inbox(&drained, messages_only);
+    if (!frame) return frame;
+    const size_t bytes = kFrameHeaderBytes + frame->payload.size();
+    const size_t taken = to_consume_.fetch_add(bytes) + bytes;
+    if (drained || taken >= kConsumeBatch) {
+      net::post(conn_->strand, [self = shared_from_this()] {
+        self->consume(self->to_consume_.exchange(0));
+        self->fill_inbox();
+      });
+    }
     return frame;
   }
 
@@ -905,6 +959,9 @@ class H2Socket final : public SessionBase, public std::enable_shared_from_this<H
   std::atomic<bool> frames_behind_{false};  // a frame's send may complete on the caller's thread
   std::atomic<size_t> behind_{0};           // bytes of such frames not yet appended to out_
   std::atomic<size_t> out_pending_{0};      // pending_out(), as last seen on the strand
+  std::mutex behind_mutex_;
+  std::string behind_frames_;  // frames sent on callers' threads, for the strand to append
+  std::string behind_taken_;   // (strand) the last batch of them, its buffer kept
   std::mutex inbox_mutex_;
   std::deque<Frame> inbox_;                 // whole frames read ahead, oldest first
   std::atomic<bool> inbox_on_{false};       // recv may look in the inbox

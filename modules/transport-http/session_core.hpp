@@ -28,9 +28,58 @@
 namespace micro::transport_http {
 
 template <class Stream>
-class SessionCore : public SessionBase, public std::enable_shared_from_this<SessionCore<Stream>> {
+class SessionCore : public SessionBase,
+                    public FrameFastPath,
+                    public std::enable_shared_from_this<SessionCore<Stream>> {
  public:
   using Conn = Connection<Stream>;
+
+  // The fast paths of send_frame_inline and recv_frame_inline for a C call (HttpSocket's
+  // send_c/recv_c): only when they complete at once (a send that fits the outbox, a recv with a
+  // message frame in the inbox); anything else (parking, errors, the end) takes the ordinary path.
+  bool send_frame_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    std::string_view error_json;
+    bool failure = false;
+    for (size_t i = 0; i < message.header.count && message.header.items != nullptr; ++i) {
+      if (same_name(to_view(message.header.items[i].key), "micro-error")) {
+        error_json = to_view(message.header.items[i].value);
+        failure = true;
+        break;
+      }
+    }
+    const std::string_view payload = failure ? error_json : to_view(message.body);
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      if (!frames_out_ || shut_ || out_closed_ || send_parked_ ||
+          inline_depth() >= kMaxInlineDepth)
+        return false;
+      if (outbox_.size() + in_flight_ + kFrameHeaderBytes + payload.size() >= kOutboxLimit)
+        return false;  // the ordinary path parks it
+      append_frame_bytes(failure ? FrameKind::error : FrameKind::message, payload);
+    }
+    InlineScope scope;
+    done(ctx, nullptr);
+    return true;
+  }
+  bool recv_frame_c(micro_message_fn on_message, void* ctx) noexcept override {
+    {
+      std::lock_guard<std::mutex> lock(buffers_);
+      if (!frames_in_ || shut_ || recv_waiting_ || taking_ || inline_depth() >= kMaxInlineDepth)
+        return false;
+      if (inbox_empty() || frame_kind_at(inbox_view()) != FrameKind::message) return false;
+      taken_.assign(take_front().second);  // copied out: the reader appends while we deliver
+      taking_ = true;
+      resume_locked();
+    }
+    {
+      InlineScope scope;
+      const micro_message_t view{sizeof(micro_message_t), {nullptr, 0}, to_c_bytes(taken_)};
+      on_message(ctx, nullptr, &view);
+    }
+    std::lock_guard<std::mutex> lock(buffers_);
+    taking_ = false;
+    return true;
+  }
 
   ~SessionCore() override { rt_.sessions.remove(this); }
 
@@ -336,6 +385,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     {
       std::lock_guard<std::mutex> lock(buffers_);
       inbox_.clear();
+      inbox_at_ = 0;
       inbox_bytes_ = 0;
       in_end_ = false;
       in_error_ = Error{};
@@ -356,17 +406,23 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     if (reading_ahead_) return;  // a read is under way; its completion pumps
     if (closed_) return end_frames_in(close_reason_);
     Error error;
-    // Cut outside the lock (a recv on the caller's thread takes it per message), then moved in.
-    std::vector<Frame> decoded;
+    // Cut outside the lock (a recv on the caller's thread takes it per message), then appended:
+    // whole frames as on the wire, one buffer, nothing allocated per frame.
+    cut_.clear();
     size_t decoded_bytes = 0;
-    while (auto frame = frames.next(error)) {
-      decoded_bytes += frame->payload.size() + kFrameOverhead;
-      decoded.push_back(std::move(*frame));
-    }
+    while (auto payload_size = frames.next_into(cut_, error))
+      decoded_bytes += *payload_size + kFrameOverhead;
     {
       std::lock_guard<std::mutex> lock(buffers_);
       if (in_end_ || !frames_in_) return;
-      for (Frame& frame : decoded) inbox_.push_back(std::move(frame));
+      if (inbox_at_ == inbox_.size()) {
+        inbox_.clear();
+        inbox_at_ = 0;
+      } else if (inbox_at_ > 64 * 1024 && inbox_at_ * 2 > inbox_.size()) {
+        inbox_.erase(0, inbox_at_);
+        inbox_at_ = 0;
+      }
+      inbox_.append(cut_);
       inbox_bytes_ += decoded_bytes;
     }
     if (!error.ok())
@@ -485,6 +541,11 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     const std::string& payload = error != nullptr ? *error : message.body;
     if (payload.size() > UINT32_MAX)
       return Error(413, "a stream frame cannot exceed 4 GiB", kModule);
+    append_frame_bytes(kind, payload);
+    return {};
+  }
+  // buffers_ held, the payload under 4 GiB: as append_frame.
+  void append_frame_bytes(FrameKind kind, std::string_view payload) {
     const auto header = frame_header(kind, static_cast<uint32_t>(payload.size()));
     outbox_.append(header.data(), header.size());
     outbox_.append(payload);
@@ -493,7 +554,16 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
       // Posted under the lock, so a close() after this send is posted after it (and writes it).
       net::post(strand_, [self = this->shared_from_this()] { self->queue_outbox(); });
     }
-    return {};
+  }
+  // An ASCII header name compared regardless of case with a lower-case one.
+  static bool same_name(std::string_view name, std::string_view lower) noexcept {
+    if (name.size() != lower.size()) return false;
+    for (size_t i = 0; i < name.size(); ++i) {
+      char c = name[i];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      if (c != lower[i]) return false;
+    }
+    return true;
   }
 
   // A send of a frame once the stream's head is on its way: the frame joins the outbox here and
@@ -533,7 +603,7 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     std::unique_lock<std::mutex> lock(buffers_);
     if (!frames_in_) return false;
     if (shut_ || recv_waiting_ || inline_depth() >= kMaxInlineDepth) return false;
-    if (inbox_.empty() && !in_end_) {
+    if (inbox_empty() && !in_end_) {
       const auto armed = completions_.arm_recv(on_message);
       if (armed != Completions::Arm::ok) {
         lock.unlock();
@@ -546,10 +616,8 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     }
     Error error;
     std::optional<Message> message;
-    if (!inbox_.empty()) {
-      Frame frame = std::move(inbox_.front());
-      inbox_.pop_front();
-      inbox_bytes_ -= frame.payload.size() + kFrameOverhead;
+    if (!inbox_empty()) {
+      Frame frame = take_frame();
       resume_locked();
       lock.unlock();
       if (frame.kind == FrameKind::error)
@@ -564,6 +632,24 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
     InlineScope scope;
     on_message(error, std::move(message));
     return true;
+  }
+
+  // buffers_ held: the inbox's frames (whole, as on the wire, from inbox_at_).
+  bool inbox_empty() const noexcept { return inbox_at_ == inbox_.size(); }
+  std::string_view inbox_view() const noexcept {
+    return std::string_view(inbox_).substr(inbox_at_);
+  }
+  // Takes the first frame: its kind and a view of its payload, valid until the inbox changes.
+  std::pair<FrameKind, std::string_view> take_front() noexcept {
+    const std::string_view at = inbox_view();
+    const std::string_view payload = frame_payload_at(at);
+    inbox_at_ += kFrameHeaderBytes + payload.size();
+    inbox_bytes_ -= payload.size() + kFrameOverhead;
+    return {frame_kind_at(at), payload};
+  }
+  Frame take_frame() {
+    const auto [kind, payload] = take_front();
+    return Frame{kind, std::string(payload)};
   }
 
   // buffers_ held: a paused reader resumes once the inbox is below half its limit.
@@ -581,10 +667,8 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
   void hand_to_waiting() {
     std::unique_lock<std::mutex> lock(buffers_);
     if (!recv_waiting_) return;
-    if (!inbox_.empty()) {
-      Frame frame = std::move(inbox_.front());
-      inbox_.pop_front();
-      inbox_bytes_ -= frame.payload.size() + kFrameOverhead;
+    if (!inbox_empty()) {
+      Frame frame = take_frame();
       recv_waiting_ = false;
       lock.unlock();
       if (frame.kind == FrameKind::error)
@@ -719,8 +803,12 @@ class SessionCore : public SessionBase, public std::enable_shared_from_this<Sess
   bool send_parked_ = false;    // a send waits for the outbox to drain
   // in
   bool frames_in_ = false;      // recvs take frames from the inbox
-  std::deque<Frame> inbox_;     // frames read ahead
+  std::string inbox_;          // frames read ahead, whole, as on the wire
+  size_t inbox_at_ = 0;         // where the first not yet taken begins
   size_t inbox_bytes_ = 0;      // their payloads, plus kFrameOverhead each
+  std::string taken_;           // the frame recv_frame_c delivers (taking_ while it does)
+  bool taking_ = false;
+  std::string cut_;             // frames decoded by pump, before they join the inbox (strand)
   bool in_end_ = false;         // the body ended after the inbox's frames (in_error_ says how)
   Error in_error_;
   bool recv_waiting_ = false;   // a recv is armed, for the reader to complete

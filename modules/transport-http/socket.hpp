@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "frame.hpp"
 #include "micro/transport.hpp"
 #include "runtime.hpp"
 
@@ -16,7 +17,8 @@ class HttpSocket final : public SocketImpl {
   explicit HttpSocket(std::shared_ptr<SessionBase> session)
       : session_(std::move(session)),
         local_(session_->local_address()),
-        remote_(session_->remote_address()) {}
+        remote_(session_->remote_address()),
+        fast_(dynamic_cast<FrameFastPath*>(session_.get())) {}
   ~HttpSocket() override { session_->release(); }
 
   void send(Message message, Done done) override {
@@ -25,6 +27,12 @@ class HttpSocket final : public SocketImpl {
   void recv(MessageCallback on_message) override { session_->recv(std::move(on_message)); }
   void close_send(Done done) override { session_->close_send(std::move(done)); }
   void close() override { session_->close(); }
+  bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    return fast_ != nullptr && fast_->send_frame_c(message, done, ctx);
+  }
+  bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
+    return fast_ != nullptr && fast_->recv_frame_c(on_message, ctx);
+  }
   std::string_view local_address() const override { return local_; }
   std::string_view remote_address() const override { return remote_; }
 
@@ -32,6 +40,7 @@ class HttpSocket final : public SocketImpl {
   std::shared_ptr<SessionBase> session_;
   const std::string local_;
   const std::string remote_;
+  FrameFastPath* const fast_;  // the session's, when it has them (HTTP/1.1 sessions)
 };
 
 }  // namespace micro::transport_http

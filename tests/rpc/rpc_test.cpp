@@ -256,6 +256,30 @@ TEST_P(Rpc, BidiStreamCarries100000MessagesEachWayInOrder) {
   EXPECT_EQ(received, kCount);
 }
 
+// A stream whose caller speaks JSON: each frame is transcoded to protobuf for the typed handler
+// and its answers back to JSON; a frame that is not valid JSON fails the stream with a 400.
+TEST_P(Rpc, JsonBidiStreamIsTranscodedBothWaysAndAMalformedFrameIs400) {
+  micro::Request r;
+  r.service = "test";
+  r.endpoint = "Greeter.Chat";
+  r.content_type = "application/json";
+  auto opened = client_.stream(r);
+  ASSERT_TRUE(opened.ok()) << opened.error.to_string();
+  micro::Stream& stream = opened.value;
+  for (const char* name : {"Ann", "Bob", "Cy"}) {
+    ASSERT_TRUE(stream.send(micro::Message{{}, std::string(R"({"name":")") + name + "\"}"}).ok());
+    auto next = stream.recv();
+    ASSERT_TRUE(next.ok()) << next.error.to_string();
+    ASSERT_TRUE(next.value.has_value());
+    EXPECT_NE(next.value->body.find(std::string("\"Hello ") + name + "\""), std::string::npos)
+        << next.value->body;
+  }
+  ASSERT_TRUE(stream.send(micro::Message{{}, R"({"name":)"}).ok());
+  auto failed = stream.recv();
+  ASSERT_FALSE(failed.ok()) << "a malformed frame must fail the stream";
+  EXPECT_EQ(failed.error.code(), 400) << failed.error.to_string();
+}
+
 TEST_P(Rpc, HandlerWrapperRunsAroundTheHandlerAndCanRefuse) {
   micro::Request request;
   request.service = "test";

@@ -2,6 +2,7 @@
 // vtable member an older module lacks, and the blocking forms built on the asynchronous calls.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -21,9 +22,10 @@ inline Error missing(const char* kind, const char* what) {
 
 // Where a blocking call waits for its completion: on the waiting thread's stack, no allocation.
 // A completion that runs before wait() (inline, on the calling thread: a module that completes
-// at once) costs two uncontended locks; only a completion still to come makes wait() sleep.
-// set() is called once; the completing thread touches nothing after it (wait() may return and
-// the waiter go away as soon as set() releases the lock).
+// at once) takes no lock: one atomic exchange publishes it and wait() finds it. Only a waiter
+// that found nothing sleeps, and only then does set() lock to wake it. set() is called once;
+// the completing thread touches nothing after it (wait() may return and the waiter go away as
+// soon as set() has published the value to a waiter that was not asleep, or released the lock).
 template <class T>
 class Waiter {
  public:
@@ -32,19 +34,30 @@ class Waiter {
   Waiter& operator=(const Waiter&) = delete;
 
   void set(T value) {
-    std::lock_guard<std::mutex> lock(mutex_);
     value_.emplace(std::move(value));
-    ready_.notify_one();  // under the lock: the waiter cannot be gone before this returns
+    if (state_.exchange(kSet, std::memory_order_acq_rel) != kSleeping) return;
+    // A sleeping waiter returns only once it sees woken_, which it reads under the lock: it
+    // cannot be gone before this unlocks (a spurious wake-up does not let it return early).
+    std::lock_guard<std::mutex> lock(mutex_);
+    woken_ = true;
+    ready_.notify_one();
   }
   T wait() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    ready_.wait(lock, [this] { return value_.has_value(); });
+    if (state_.load(std::memory_order_acquire) != kSet) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      int expected = kEmpty;
+      if (state_.compare_exchange_strong(expected, kSleeping, std::memory_order_acq_rel))
+        ready_.wait(lock, [this] { return woken_; });
+    }
     return std::move(*value_);
   }
 
  private:
+  static constexpr int kEmpty = 0, kSleeping = 1, kSet = 2;
+  std::atomic<int> state_{kEmpty};
   std::mutex mutex_;
   std::condition_variable ready_;
+  bool woken_ = false;  // under mutex_: set() has finished with a sleeping waiter
   std::optional<T> value_;
 };
 

@@ -111,6 +111,17 @@ class StreamImpl {
   // Aborts the stream; pending operations complete with 499.
   virtual void cancel() = 0;
 
+  // Optional fast paths, as SocketImpl's: take the C call with its own completion (a stream that
+  // passes each operation on to a transport socket needs no copy and no box), or return false.
+  virtual bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
+    (void)message, (void)done, (void)ctx;
+    return false;
+  }
+  virtual bool recv_c(micro_message_fn on_message, void* ctx) noexcept {
+    (void)on_message, (void)ctx;
+    return false;
+  }
+
   static const micro_stream_vtable_t* c_vtable() noexcept;
 };
 

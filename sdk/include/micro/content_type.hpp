@@ -23,6 +23,21 @@ inline std::string media_type(std::string_view content_type) {
   return out;
 }
 
+// Whether the media type of a Content-Type value is `lower` (a lower-case media type), as
+// media_type(content_type) == lower, without building a string.
+inline bool media_type_is(std::string_view content_type, std::string_view lower) noexcept {
+  std::string_view type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  if (type.size() != lower.size()) return false;
+  for (size_t i = 0; i < type.size(); ++i) {
+    char c = type[i];  // ASCII only, as media types are: no locale call per character
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
 // The codecs of a stack, by the media types they handle (first codec wins a shared type).
 class CodecSet {
  public:

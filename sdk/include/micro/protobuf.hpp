@@ -221,11 +221,11 @@ class SchemaCache {
   explicit SchemaCache(size_t capacity = 256) : capacity_(capacity) {}
 
   Result<std::shared_ptr<const ParsedSchema>> get(const SchemaRef& schema) {
-    const Key key{schema.file_descriptor_set.data(), schema.file_descriptor_set.size(),
-                  std::string(schema.message_name)};
+    const KeyView view{schema.file_descriptor_set.data(), schema.file_descriptor_set.size(),
+                       schema.message_name};
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      auto it = entries_.find(key);
+      auto it = entries_.find(view);  // no key built: this runs for every message
       if (it != entries_.end() && it->second->file_descriptor_set == schema.file_descriptor_set)
         return {Error{}, it->second};
     }
@@ -233,7 +233,7 @@ class SchemaCache {
     if (!parsed.ok()) return parsed;
     std::lock_guard<std::mutex> lock(mutex_);
     if (entries_.size() >= capacity_) entries_.clear();  // bounded: a flood of schemas can't grow it
-    entries_[key] = parsed.value;
+    entries_[Key{view.data, view.size, std::string(view.name)}] = parsed.value;
     return parsed;
   }
 
@@ -242,15 +242,24 @@ class SchemaCache {
     const char* data;
     size_t size;
     std::string name;
-    bool operator<(const Key& o) const {
-      if (data != o.data) return std::less<const char*>()(data, o.data);
-      if (size != o.size) return size < o.size;
-      return name < o.name;
+  };
+  struct KeyView {
+    const char* data;
+    size_t size;
+    std::string_view name;
+  };
+  struct Less {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const {
+      if (a.data != b.data) return std::less<const char*>()(a.data, b.data);
+      if (a.size != b.size) return a.size < b.size;
+      return std::string_view(a.name) < std::string_view(b.name);
     }
   };
   const size_t capacity_;
   std::mutex mutex_;
-  std::map<Key, std::shared_ptr<const ParsedSchema>> entries_;
+  std::map<Key, std::shared_ptr<const ParsedSchema>, Less> entries_;
 };
 
 }  // namespace micro::protobuf

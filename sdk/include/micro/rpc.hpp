@@ -113,43 +113,53 @@ class SchemaTable {
 
 // ---- messages ------------------------------------------------------------------------------
 
+// Names a message in an error: "Greeter.Hello" + ": the response". Two views, joined only when
+// there is an error to report (a stream's every message would otherwise build the string).
+class What {
+ public:
+  What(std::string_view head, std::string_view tail = {}) noexcept : head_(head), tail_(tail) {}
+  What(const std::string& head) noexcept : head_(head) {}
+  What(const char* head) noexcept : head_(head) {}
+  std::string str() const { return std::string(head_).append(tail_); }
+
+ private:
+  std::string_view head_, tail_;
+};
+
 // Protobuf binary for `message`; fails when a proto2 required field is unset. `what` names the
 // message in the error ("Greeter.Hello: the response").
-inline Result<std::string> serialize(const google::protobuf::MessageLite& message,
-                                     std::string_view what) {
+inline Result<std::string> serialize(const google::protobuf::MessageLite& message, What what) {
   Result<std::string> out;
   if (!message.IsInitialized()) {
     out.error =
-        Error::bad_request(std::string(what) + " (" + message.GetTypeName() +
+        Error::bad_request(what.str() + " (" + message.GetTypeName() +
                            ") lacks required fields: " + message.InitializationErrorString());
   } else if (!message.SerializePartialToString(&out.value)) {
-    out.error = Error::internal(std::string(what) + " (" + message.GetTypeName() +
+    out.error = Error::internal(what.str() + " (" + message.GetTypeName() +
                                 ") does not serialize (over 2 GiB?)");
   }
   return out;
 }
 
 // Parses protobuf binary into `out`; a 400 naming the message type when it does not parse.
-inline Error parse(std::string_view bytes, google::protobuf::MessageLite& out,
-                   std::string_view what) {
+inline Error parse(std::string_view bytes, google::protobuf::MessageLite& out, What what) {
   if (bytes.size() > static_cast<size_t>(INT_MAX)) {
-    return Error(413, std::string(what) + " is over 2 GiB, more than protobuf can parse");
+    return Error(413, what.str() + " is over 2 GiB, more than protobuf can parse");
   }
   if (!out.ParsePartialFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return Error::bad_request(std::string(what) + " is not a valid " + out.GetTypeName() + " (" +
+    return Error::bad_request(what.str() + " is not a valid " + out.GetTypeName() + " (" +
                               std::to_string(bytes.size()) + " bytes of " +
                               std::string(kProtobufContentType) + ")");
   }
   if (!out.IsInitialized()) {
-    return Error::bad_request(std::string(what) + " (" + out.GetTypeName() +
+    return Error::bad_request(what.str() + " (" + out.GetTypeName() +
                               ") lacks required fields: " + out.InitializationErrorString());
   }
   return Error{};
 }
 
 // A message body in protobuf binary, labelled as such.
-inline Result<Message> to_message(const google::protobuf::MessageLite& message,
-                                  std::string_view what) {
+inline Result<Message> to_message(const google::protobuf::MessageLite& message, What what) {
   Result<std::string> body = serialize(message, what);
   Result<Message> out;
   out.error = std::move(body.error);
@@ -208,7 +218,7 @@ class ClientStreamBase {
  protected:
   Error send_message(const google::protobuf::MessageLite& message) {
     if (!error_.ok()) return error_;
-    Result<std::string> body = serialize(message, std::string(endpoint_) + ": the request");
+    Result<std::string> body = serialize(message, {endpoint_, ": the request"});
     if (!body.ok()) return body.error;
     return stream_.send(Message{{}, std::move(body.value)});
   }
@@ -227,7 +237,7 @@ class ClientStreamBase {
       out.error = frame_error(*next.value);
       if (out.error.ok()) {
         Resp response;
-        out.error = parse(next.value->body, response, std::string(endpoint_) + ": a response");
+        out.error = parse(next.value->body, response, {endpoint_, ": a response"});
         if (out.error.ok()) out.value = std::move(response);
       }
     }
@@ -316,7 +326,7 @@ class ServerReader {
       out.error = std::move(next.error);
     } else if (next.value) {
       Req request;
-      out.error = rpc::parse(next.value->body, request, std::string(endpoint_) + ": a request");
+      out.error = rpc::parse(next.value->body, request, {endpoint_, ": a request"});
       if (out.error.ok()) out.value = std::move(request);
     }
     return out;
@@ -338,7 +348,7 @@ class ServerWriter {
   // Sends one response and waits until it is written. An error means the caller is gone (or the
   // response lacks required fields): return it from the handler.
   Error send(const Resp& response) {
-    Result<std::string> body = rpc::serialize(response, std::string(endpoint_) + ": a response");
+    Result<std::string> body = rpc::serialize(response, {endpoint_, ": a response"});
     if (!body.ok()) return body.error;
     return stream_.send(Message{{}, std::move(body.value)});
   }
@@ -418,7 +428,7 @@ class Stub {
   ClientReader<Resp> server_stream(const Method& method,
                                    const google::protobuf::MessageLite& request,
                                    const CallOptions& options) const {
-    Result<std::string> body = serialize(request, std::string(method.endpoint) + ": the request");
+    Result<std::string> body = serialize(request, {method.endpoint, ": the request"});
     if (!body.ok()) return ClientReader<Resp>(Stream{}, std::move(body.error), method.endpoint);
     Result<Stream> opened = client_.stream(request_for(method), options);
     Error error = std::move(opened.error);
@@ -438,7 +448,7 @@ class Stub {
   Result<Request> typed_request(const Method& method,
                                 const google::protobuf::MessageLite& request) const {
     Result<Request> out;
-    Result<std::string> body = serialize(request, std::string(method.endpoint) + ": the request");
+    Result<std::string> body = serialize(request, {method.endpoint, ": the request"});
     out.error = std::move(body.error);
     if (!out.ok()) return out;
     out.value = request_for(method);
@@ -448,7 +458,7 @@ class Stub {
 
   static Error parse_response(const Method& method, const Message& response,
                               google::protobuf::MessageLite& out) {
-    Error error = parse(response.body, out, std::string(method.endpoint) + ": the response");
+    Error error = parse(response.body, out, {method.endpoint, ": the response"});
     // The server answered, but not with what the schema says: not the caller's fault.
     if (!error.ok()) error = Error::internal(error.detail());
     return error;
@@ -536,7 +546,7 @@ class Registrar {
     add(method, 0, [handler = handler_, fn, method](Request request, Reply reply) {
       Req in;
       Resp out;
-      Error error = parse(request.body, in, std::string(method.endpoint) + ": the request");
+      Error error = parse(request.body, in, {method.endpoint, ": the request"});
       if (error.ok()) error = run_handler([&] { return ((*handler).*fn)(in, out); });
       Result<Message> response;
       if (error.ok()) {
@@ -562,7 +572,7 @@ class Registrar {
                                   ": the stream ended before the request");
       }
       Req in;
-      Error error = parse(first.value->body, in, std::string(method.endpoint) + ": the request");
+      Error error = parse(first.value->body, in, {method.endpoint, ": the request"});
       if (!error.ok()) return error;
       ServerWriter<Resp> writer(stream, method.endpoint);
       return run_handler([&] { return ((*handler).*fn)(in, writer); });
@@ -577,7 +587,7 @@ class Registrar {
       Resp out;
       Error error = run_handler([&] { return ((*handler).*fn)(reader, out); });
       if (!error.ok()) return error;
-      Result<std::string> body = serialize(out, std::string(method.endpoint) + ": the response");
+      Result<std::string> body = serialize(out, {method.endpoint, ": the response"});
       if (!body.ok()) return Error::internal(body.error.detail());
       return stream.send(Message{{}, std::move(body.value)});
     });

@@ -46,6 +46,20 @@ class SocketImpl {
   virtual std::string_view local_address() const = 0;
   virtual std::string_view remote_address() const = 0;
 
+  // Optional fast paths for the C calls (the C++ side only; the C ABI is unchanged): a socket may
+  // take a send or recv with the caller's own C completion, with no Message copy and nothing
+  // boxed. Return false, having done nothing, to let the call go to send()/recv(); return true
+  // once the call is taken: its completion is then called exactly once (now, or later on any
+  // thread). Never throw. `message` is valid only during the call.
+  virtual bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
+    (void)message, (void)done, (void)ctx;
+    return false;
+  }
+  virtual bool recv_c(micro_message_fn on_message, void* ctx) noexcept {
+    (void)on_message, (void)ctx;
+    return false;
+  }
+
   static const micro_socket_vtable_t* c_vtable() noexcept;
 };
 
@@ -189,6 +203,8 @@ struct ChannelAdapter {
 
   static void send(void* self, const micro_message_t* message, micro_done_fn done,
                    void* ctx) noexcept {
+    if (message != nullptr && done != nullptr && as(self)->send_c(read_struct(message), done, ctx))
+      return;
     CCompletion complete(done, ctx);
     guarded_async(complete, [&] {
       if (message == nullptr) throw Exception(Error::bad_request("send: the message is NULL"));
@@ -197,6 +213,7 @@ struct ChannelAdapter {
   }
 
   static void recv(void* self, micro_message_fn on_message, void* ctx) noexcept {
+    if (on_message != nullptr && as(self)->recv_c(on_message, ctx)) return;
     CMessageCompletion complete(on_message, ctx);
     guarded_async(complete, [&] { as(self)->recv(complete); });
   }
@@ -388,6 +405,26 @@ class Channel {
     Waiter<R> waiter;
     vtable_.recv(handle_.self, &message_waiter_trampoline, &waiter);
     return waiter.wait();
+  }
+
+  // The C calls as they are, for a module that passes on an operation with the C completion it
+  // was given (see SocketImpl::send_c): nothing is copied or boxed here. The completion runs
+  // exactly once, possibly before this returns.
+  void send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
+    if (valid() && vtable_.send) return vtable_.send(handle_.self, &message, done, ctx);
+    const Error error = guarded([&] {
+      throw Exception(valid() ? missing(Traits::kind, "send") : no_channel(Traits::noun));
+    });
+    const micro_error_t view = error.view();
+    done(ctx, &view);
+  }
+  void recv_c(micro_message_fn on_message, void* ctx) noexcept {
+    if (valid() && vtable_.recv) return vtable_.recv(handle_.self, on_message, ctx);
+    const Error error = guarded([&] {
+      throw Exception(valid() ? missing(Traits::kind, "recv") : no_channel(Traits::noun));
+    });
+    const micro_error_t view = error.view();
+    on_message(ctx, &view, nullptr);
   }
 
   // Half-close: tells the peer no more messages follow; receiving goes on.
