@@ -53,32 +53,28 @@ class FrameDecoder {
   // The next whole frame, or nullopt when more bytes are needed (or `error` was set: bad flags,
   // or a payload over the limit; the stream cannot go on after that).
   std::optional<Frame> next(Error& error) {
-    const size_t available = bytes_.size() - start_;
-    if (available < kFrameHeaderBytes) return std::nullopt;
-    const auto* p = reinterpret_cast<const unsigned char*>(bytes_.data() + start_);
-    if (p[0] > 1) {
-      error = Error::bad_request("stream frame with unknown flags " + std::to_string(p[0]));
-      return std::nullopt;
-    }
-    const uint64_t size =
-        (uint64_t(p[1]) << 24) | (uint64_t(p[2]) << 16) | (uint64_t(p[3]) << 8) | uint64_t(p[4]);
-    if (size > max_payload_) {
-      error =
-          Error(413, "stream frame of " + std::to_string(size) + " bytes exceeds max_body_bytes (" +
-                         std::to_string(max_payload_) + ")");
-      return std::nullopt;
-    }
-    if (available < kFrameHeaderBytes + size) return std::nullopt;
-    Frame frame{static_cast<FrameKind>(p[0]),
-                bytes_.substr(start_ + kFrameHeaderBytes, static_cast<size_t>(size))};
-    start_ += kFrameHeaderBytes + static_cast<size_t>(size);
-    compact();
+    const auto size = whole_frame(error);
+    if (!size) return std::nullopt;
+    Frame frame{static_cast<FrameKind>(bytes_[start_]),
+                bytes_.substr(start_ + kFrameHeaderBytes, *size)};
+    take(*size);
     return frame;
   }
 
   // As next, but appends the whole frame (header and payload, as on the wire) to `out` and
   // returns its payload's size: nothing allocated per frame. Nullopt as next.
   std::optional<size_t> next_into(std::string& out, Error& error) {
+    const auto size = whole_frame(error);
+    if (!size) return std::nullopt;
+    out.append(bytes_, start_, kFrameHeaderBytes + *size);
+    take(*size);
+    return size;
+  }
+
+ private:
+  // The payload size of the frame at start_ once it has arrived whole; nullopt while more bytes
+  // are needed, or with `error` set for bad flags or a payload over the limit.
+  std::optional<size_t> whole_frame(Error& error) const {
     const size_t available = bytes_.size() - start_;
     if (available < kFrameHeaderBytes) return std::nullopt;
     const auto* p = reinterpret_cast<const unsigned char*>(bytes_.data() + start_);
@@ -95,13 +91,14 @@ class FrameDecoder {
       return std::nullopt;
     }
     if (available < kFrameHeaderBytes + size) return std::nullopt;
-    out.append(bytes_, start_, kFrameHeaderBytes + static_cast<size_t>(size));
-    start_ += kFrameHeaderBytes + static_cast<size_t>(size);
-    compact();
     return static_cast<size_t>(size);
   }
+  // Past the frame at start_ (of `size` payload bytes).
+  void take(size_t size) {
+    start_ += kFrameHeaderBytes + size;
+    compact();
+  }
 
- private:
   // Drops taken bytes once they are most of the buffer, so it does not grow without bound.
   void compact() {
     if (start_ == bytes_.size()) {
