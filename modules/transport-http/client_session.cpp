@@ -285,15 +285,10 @@ class ClientSession final : public SessionCore<Stream> {
   // (the usual case) is handled with no further asynchronous step.
   void read_response_head() {
     if (conn_->buffer.size() > 0) return parse_response_head();
-    conn_->watch(Watchdog::read, read_timeout_);
-    conn_->stream.async_read_some(
-        conn_->buffer.prepare(kFirstRead),
-        [self = this->shared_from_this(), this](beast::error_code ec, size_t n) {
-          if (conn_) ec = conn_->settle(Watchdog::read, ec);
-          if (ec) return response_head_failed(ec);
-          conn_->buffer.commit(n);
-          parse_response_head();
-        });
+    this->read_some(kFirstRead, read_timeout_, [this](const beast::error_code& ec) {
+      if (ec) return response_head_failed(ec);
+      parse_response_head();
+    });
   }
 
   void parse_response_head() {

@@ -60,18 +60,13 @@ class ServerSession final : public SessionCore<Stream> {
     frames_.reset();
     if (conn_->buffer.size() > 0) return read_head();
     // Waiting for the next request: idle_timeout, until its first byte arrives.
-    conn_->watch(Watchdog::read, rt_.settings.idle_timeout);
-    conn_->stream.async_read_some(conn_->buffer.prepare(4096), [self = this->shared_from_this(),
-                                                                this](beast::error_code ec,
-                                                                      size_t n) {
-      if (conn_) ec = conn_->settle(Watchdog::read, ec);
+    this->read_some(4096, rt_.settings.idle_timeout, [this](const beast::error_code& ec) {
       if (ec == net::error::eof) {
         reading_ = Reading::finished;
         return completions_.recv({}, std::nullopt);  // the client closed between requests
       }
       if (ec)
         return this->fail(this->failure(ec, "waiting for a request", rt_.settings.idle_timeout));
-      conn_->buffer.commit(n);
       read_head();
     });
   }
@@ -87,11 +82,8 @@ class ServerSession final : public SessionCore<Stream> {
       reading_ = Reading::finished;
       return completions_.recv({}, std::nullopt);
     }
-    if (ec == beast::error::timeout)  // the stream has closed itself: no reply possible
-      return this->fail(Error(408,
-                              "the request head from " + remote_ + " was not complete within " +
-                                  std::to_string(rt_.settings.header_timeout.count()) + " ms",
-                              kModule));
+    if (ec == beast::error::timeout)  // the connection is closed: no reply possible
+      return this->fail(incomplete("head", rt_.settings.header_timeout));
     if (is_parse_error(ec)) return reject(parse_error(ec, "request from " + remote_));
     this->fail(this->failure(ec, "reading a request head", rt_.settings.header_timeout));
   }
@@ -134,12 +126,17 @@ class ServerSession final : public SessionCore<Stream> {
         [this](const beast::error_code& ec) { body_failed(ec); });
   }
 
+  // 408: the request's `part` did not arrive within `limit`.
+  Error incomplete(const char* part, Millis limit) const {
+    return Error(408,
+                 std::string("the request ") + part + " from " + remote_ +
+                     " was not complete within " + std::to_string(limit.count()) + " ms",
+                 kModule);
+  }
+
   void body_failed(const beast::error_code& ec) {
     if (ec == beast::error::timeout)
-      return this->fail(Error(408,
-                              "the request body from " + remote_ + " was not complete within " +
-                                  std::to_string(rt_.settings.read_timeout.count()) + " ms",
-                              kModule));
+      return this->fail(incomplete("body", rt_.settings.read_timeout));
     if (is_parse_error(ec)) return reject(parse_error(ec, "request from " + remote_));
     this->fail(this->failure(ec, "reading a request body", rt_.settings.read_timeout));
   }

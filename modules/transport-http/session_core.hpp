@@ -176,6 +176,20 @@ class SessionCore : public SessionBase,
     return !ec;
   }
 
+  // One read of what arrives (up to `n` bytes) into the connection's buffer, timed by the
+  // watchdog within `timeout`; then `then(ec)` (the bytes are in the buffer when `ec` is clear).
+  template <class Then>
+  void read_some(size_t n, Millis timeout, Then then) {
+    conn_->watch(Watchdog::read, timeout);
+    conn_->stream.async_read_some(
+        conn_->buffer.prepare(n), [self = this->shared_from_this(), this,
+                                   then = std::move(then)](beast::error_code ec, size_t got) mutable {
+          if (conn_) ec = conn_->settle(Watchdog::read, ec);
+          if (!ec) conn_->buffer.commit(got);
+          then(ec);
+        });
+  }
+
   // Reads a message's head into `reader`: from what the buffer holds, else with Beast's
   // asynchronous read within `timeout`. Then `on_head()`, or `failed(ec)`.
   template <bool isRequest, class OnHead, class Failed>
