@@ -170,24 +170,12 @@ class ClientSession final : public SessionCore<Stream> {
   void on_send(Message message) override {
     if (closed_) return completions_.send(close_reason_);
     if (stream_mode_) return stream_send(std::move(message));
-    if (send_closed_)
-      return completions_.send(
-          Error::bad_request("send after close_send on " + peer_).with_id(kModule));
-    if (exchange_ != Exchange::idle)
-      return completions_.send(Error::conflict("send: the response to the previous request on " +
-                                               peer_ + " has not been received")
-                                   .with_id(kModule));
+    if (!unary_send_allowed()) return;
     // A small request is written from one buffer (wire_, kept for a retry); a larger one
     // through Beast, with its body not copied.
     request_.reset();
     const Error invalid = detail::guarded([&] {
-      if (this->fits_wire(message.body.size())) {
-        this->wire_.clear();
-        write_request_head(message, address_, message.body.size(), this->wire_);
-        this->wire_.append(message.body);
-        head_request_ = this->wire_.compare(0, 5, "HEAD ") == 0;
-        return;
-      }
+      if (this->fits_wire(message.body.size())) return encode_wire(message, message.body);
       auto request = std::make_shared<http::request<http::string_body>>();
       fill_request_head(message, address_, request->base());
       request->body() = std::move(message.body);
@@ -198,6 +186,52 @@ class ClientSession final : public SessionCore<Stream> {
     });
     if (!invalid.ok())
       return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+    start_exchange();
+  }
+
+  // send_c's unary send: a small request, written from the C view (see SessionCore::send_c).
+  bool send_view(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    if (stream_mode_) return false;
+    if (!this->arm_send_c(done, ctx)) return true;
+    const Error failed = detail::guarded([&] {
+      if (closed_) return completions_.send(close_reason_);
+      if (!unary_send_allowed()) return;
+      request_.reset();
+      const Error invalid = detail::guarded(
+          [&] { encode_wire(OutHeaders(message.header), to_view(message.body)); });
+      if (!invalid.ok())
+        return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+      start_exchange();
+    });
+    if (!failed.ok()) completions_.send(failed);
+    return true;
+  }
+
+  // Refuses (completing the send) what the exchange's state does not allow.
+  bool unary_send_allowed() {
+    if (send_closed_) {
+      completions_.send(Error::bad_request("send after close_send on " + peer_).with_id(kModule));
+      return false;
+    }
+    if (exchange_ != Exchange::idle) {
+      completions_.send(Error::conflict("send: the response to the previous request on " +
+                                        peer_ + " has not been received")
+                            .with_id(kModule));
+      return false;
+    }
+    return true;
+  }
+
+  // A small request, head and body, into wire_.
+  void encode_wire(const OutHeaders& headers, std::string_view body) {
+    this->wire_.clear();
+    write_request_head(headers, address_, body.size(), this->wire_);
+    this->wire_.append(body);
+    head_request_ = this->wire_.compare(0, 5, "HEAD ") == 0;
+  }
+
+  // The request is encoded: it goes out, on a fresh connection when there is none.
+  void start_exchange() {
     retried_ = false;
     reusable_ = false;
     exchange_ = Exchange::sending;
@@ -276,7 +310,7 @@ class ClientSession final : public SessionCore<Stream> {
   }
 
   void new_reader() {
-    reader_.emplace(rt_.settings.limits);
+    reader_ = std::make_unique<MessageReader<false>>(rt_.settings.limits);
     if (head_request_) reader_->parser().skip(true);
     body_.clear();
   }
@@ -335,15 +369,19 @@ class ClientSession final : public SessionCore<Stream> {
     return this->failure(ec, doing, read_timeout_);
   }
 
+  // The response goes to the pending recv as a view of the parsed head and body, which are held
+  // here until it returns (the callback may start the next exchange on this connection).
   void finish_response() {
-    Message response = received_head();
-    response.body = std::move(body_);
+    const std::unique_ptr<MessageReader<false>> reader = std::move(reader_);
+    const std::string body = std::move(body_);
     body_.clear();
     exchange_ = Exchange::idle;
     ++conn_->exchanges;
-    conn_dead_ = !reader_->parser().get().keep_alive();
+    conn_dead_ = !reader->parser().get().keep_alive();
     reusable_ = !conn_dead_ && conn_->buffer.size() == 0 && !send_closed_;
-    completions_.recv({}, std::move(response));
+    ReceivedHead head(reader->parser().get());
+    if constexpr (kIsTls<Stream>) head.set("micro-transport-protocol", kHttp11);
+    completions_.recv(head.message(body));
   }
 
   // The exchange failed: the connection is dropped (a later send connects afresh) and whoever
@@ -473,7 +511,7 @@ class ClientSession final : public SessionCore<Stream> {
   std::string protocol_;   // TLS: what ALPN settled
   bool offer_h2_ = true;   // TLS: the next handshake offers h2 (the dial's first only)
 
-  std::optional<MessageReader<false>> reader_;
+  std::unique_ptr<MessageReader<false>> reader_;
   std::string body_;
 
   // unary

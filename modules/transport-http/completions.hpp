@@ -66,13 +66,64 @@ class CallbackGate {
   bool shut_ = false;
 };
 
+// A pending recv: the C++ callback of SocketImpl::recv, or the C one of a recv that came through
+// the C ABI (HttpSocket::recv_c), which takes a received message as a view, with no copy.
+class RecvSlot {
+ public:
+  RecvSlot() = default;
+  explicit RecvSlot(MessageCallback cb) : cpp_(std::move(cb)) {}
+  RecvSlot(micro_message_fn fn, void* ctx) noexcept : c_(fn), ctx_(ctx) {}
+  explicit operator bool() const noexcept { return c_ != nullptr || cpp_ != nullptr; }
+
+  void operator()(const Error& error, std::optional<Message> message) const {
+    if (c_ != nullptr) return detail::call_message_fn(c_, ctx_, error, message ? &*message : nullptr);
+    cpp_(error, std::move(message));
+  }
+  // A message received whole, as a view valid during the call.
+  void operator()(const micro_message_t& message) const {
+    if (c_ != nullptr) return c_(ctx_, nullptr, &message);
+    std::optional<Message> copy;
+    const Error failed = detail::guarded([&] { copy = from_c(&message); });
+    cpp_(failed, failed.ok() ? std::move(copy) : std::nullopt);
+  }
+
+ private:
+  MessageCallback cpp_;
+  micro_message_fn c_ = nullptr;
+  void* ctx_ = nullptr;
+};
+
+// A pending send or close_send: a C++ Done, or the C completion of a send through the C ABI.
+class DoneSlot {
+ public:
+  DoneSlot() = default;
+  explicit DoneSlot(Done cb) : cpp_(std::move(cb)) {}
+  DoneSlot(micro_done_fn fn, void* ctx) noexcept : c_(fn), ctx_(ctx) {}
+  explicit operator bool() const noexcept { return c_ != nullptr || cpp_ != nullptr; }
+
+  void operator()(const Error& error) const {
+    if (c_ == nullptr) return cpp_(error);
+    if (error.ok()) return c_(ctx_, nullptr);
+    const micro_error_t view = error.view();
+    c_(ctx_, &view);
+  }
+
+ private:
+  Done cpp_;
+  micro_done_fn c_ = nullptr;
+  void* ctx_ = nullptr;
+};
+
 // A socket's pending recv, send and close_send completions.
 class Completions : private CallbackGate {
  public:
   enum class Arm { ok, closed, busy };
 
+  // Arm the slot; on refusal the callback is left with the caller (to be told why).
   Arm arm_recv(MessageCallback& cb) { return arm(recv_, cb); }
+  Arm arm_recv(micro_message_fn fn, void* ctx) { return arm_with(recv_, [&] { return RecvSlot(fn, ctx); }); }
   Arm arm_send(Done& cb) { return arm(send_, cb); }
+  Arm arm_send(micro_done_fn fn, void* ctx) { return arm_with(send_, [&] { return DoneSlot(fn, ctx); }); }
   Arm arm_close_send(Done& cb) { return arm(close_send_, cb); }
 
   bool closed() {
@@ -84,22 +135,21 @@ class Completions : private CallbackGate {
   void recv(const Error& error, std::optional<Message> message) {
     fire(recv_, error, std::move(message));
   }
+  // Completes the pending recv with a message received whole, viewed (valid during the call).
+  void recv(const micro_message_t& message) { fire(recv_, message); }
   void send(const Error& error) { fire(send_, error); }
   void close_send(const Error& error) { fire(close_send_, error); }
 
   // From now on every operation fails; those pending complete with `reason`, here.
   void cancel_all(const Error& reason) {
-    MessageCallback recv;
-    Done send, close_send;
+    RecvSlot recv;
+    DoneSlot send, close_send;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       shut_ = true;
-      recv = std::move(recv_);
-      send = std::move(send_);
-      close_send = std::move(close_send_);
-      recv_ = nullptr;
-      send_ = nullptr;
-      close_send_ = nullptr;
+      recv = std::exchange(recv_, RecvSlot());
+      send = std::exchange(send_, DoneSlot());
+      close_send = std::exchange(close_send_, DoneSlot());
       if (recv || send || close_send) running_.push_back(std::this_thread::get_id());
     }
     if (!recv && !send && !close_send) return;
@@ -118,31 +168,34 @@ class Completions : private CallbackGate {
   }
 
  private:
-  template <class Fn>
-  Arm arm(Fn& slot, Fn& cb) {
+  template <class Slot, class Cb>
+  Arm arm(Slot& slot, Cb& cb) {
+    return arm_with(slot, [&] { return Slot(std::move(cb)); });
+  }
+  template <class Slot, class Make>
+  Arm arm_with(Slot& slot, Make make) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (shut_) return Arm::closed;
     if (slot) return Arm::busy;
-    slot = std::move(cb);
+    slot = make();
     return Arm::ok;
   }
 
-  template <class Fn, class... Args>
-  void fire(Fn& slot, Args&&... args) {
-    Fn fn;
+  template <class Slot, class... Args>
+  void fire(Slot& slot, Args&&... args) {
+    Slot fn;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!slot) return;
-      fn = std::move(slot);
-      slot = nullptr;
+      fn = std::exchange(slot, Slot());
       running_.push_back(std::this_thread::get_id());
     }
     call([&] { fn(std::forward<Args>(args)...); });
   }
 
-  MessageCallback recv_;
-  Done send_;
-  Done close_send_;
+  RecvSlot recv_;
+  DoneSlot send_;
+  DoneSlot close_send_;
 };
 
 }  // namespace micro::transport_http

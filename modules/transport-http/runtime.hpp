@@ -43,6 +43,16 @@ class SessionBase : public Abortable {
  public:
   virtual void send(Message message, Done done) = 0;
   virtual void recv(MessageCallback on_message) = 0;
+  // The same for a C caller, with its own completion (SocketImpl::send_c/recv_c): false, having
+  // done nothing, when this session does not take the call that way.
+  virtual bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
+    (void)message, (void)done, (void)ctx;
+    return false;
+  }
+  virtual bool recv_c(micro_message_fn on_message, void* ctx) noexcept {
+    (void)on_message, (void)ctx;
+    return false;
+  }
   virtual void close_send(Done done) = 0;
   // Pending operations complete with 499 (here); the connection closes.
   virtual void close() = 0;

@@ -56,7 +56,7 @@ class ServerSession final : public SessionCore<Stream> {
   }
 
   void start_request() {
-    reader_.emplace(rt_.settings.limits);
+    reader_ = std::make_unique<MessageReader<true>>(rt_.settings.limits);
     frames_.reset();
     if (conn_->buffer.size() > 0) return read_head();
     // Waiting for the next request: idle_timeout, until its first byte arrives.
@@ -141,13 +141,17 @@ class ServerSession final : public SessionCore<Stream> {
     this->fail(this->failure(ec, "reading a request body", rt_.settings.read_timeout));
   }
 
+  // The request goes to the pending recv as a view of the parsed head and body, which are held
+  // here until it returns (the handler may answer at once and the next request be read).
   void finish_unary() {
-    Message request = received_head();
-    request.body = std::move(body_);
+    const std::unique_ptr<MessageReader<true>> reader = std::move(reader_);
+    const std::string body = std::move(body_);
     body_.clear();
     reading_ = Reading::between_requests;
     ++unanswered_;
-    completions_.recv({}, std::move(request));
+    ReceivedHead head(reader->parser().get());
+    if constexpr (kIsTls<Stream>) head.set("micro-transport-protocol", kHttp11);
+    completions_.recv(head.message(body));
   }
 
   // A received head as a Message; over TLS it says which protocol carried it.
@@ -194,16 +198,27 @@ class ServerSession final : public SessionCore<Stream> {
 
   // ---- sending
   void on_send(Message message) override {
-    if (closed_) return completions_.send(close_reason_);
-    if (send_closed_)
-      return completions_.send(
-          Error::bad_request("send after close_send on " + peer_).with_id(kModule));
+    if (refused_send()) return;
     if (streaming_ && reply_ == Reply::head_sent) return this->send_frame(message);
-    if (unanswered_ == 0)
-      return completions_.send(
-          Error::bad_request("send: no request to answer on " + peer_).with_id(kModule));
     if (streaming_) return send_stream_head(std::move(message));
     send_unary(std::move(message));
+  }
+
+  // Completes a send the session's state does not allow, with why; true when it did.
+  bool refused_send() {
+    const char* why = nullptr;
+    if (closed_) {
+      completions_.send(close_reason_);
+      return true;
+    }
+    if (send_closed_) {
+      why = "send after close_send on ";
+    } else if (unanswered_ == 0 && !(streaming_ && reply_ == Reply::head_sent)) {
+      why = "send: no request to answer on ";
+    }
+    if (why == nullptr) return false;
+    completions_.send(Error::bad_request(why + peer_).with_id(kModule));
+    return true;
   }
 
   void send_unary(Message message) {
@@ -228,23 +243,48 @@ class ServerSession final : public SessionCore<Stream> {
   // The usual response (HTTP/1.1, not to HEAD, a status with a body, a small body) is written
   // from one buffer, at once when the socket takes it. False: send_unary writes it through Beast.
   bool send_unary_wire(Message& message) {
-    if (version_ != 11 || head_request_ || !this->fits_wire(message.body.size())) return false;
+    if (!wire_applies(message.body.size())) return false;
     unsigned status = 0;
-    const Error invalid = detail::guarded([&] {
-      status = response_status(message);
-      if (status == 204 || status == 304) return;
-      this->wire_.clear();
-      write_response_head(message, status, keep_alive_, message.body.size(), this->wire_);
-    });
+    const Error invalid = detail::guarded([&] { status = response_status(message); });
     if (!invalid.ok()) {
       refuse_send(invalid);
       return true;
     }
     if (status == 204 || status == 304) return false;
-    this->wire_.append(message.body);
+    write_unary_wire(message, status, message.body);
+    return true;
+  }
+
+  bool wire_applies(size_t body_size) const {
+    return version_ == 11 && !head_request_ && this->fits_wire(body_size);
+  }
+
+  // Writes a response that wire_applies to, with a `status` that has a body; a head that cannot
+  // be sent fails the send.
+  void write_unary_wire(const OutHeaders& headers, unsigned status, std::string_view body) {
+    const Error invalid = detail::guarded([&] {
+      this->wire_.clear();
+      write_response_head(headers, status, keep_alive_, body.size(), this->wire_);
+    });
+    if (!invalid.ok()) return refuse_send(invalid);
+    this->wire_.append(body);
     --unanswered_;
     auto then = response_written(keep_alive_);
     this->write_wire(then);
+  }
+
+  // send_c's unary answer: a small response, written from the C view (see SessionCore::send_c).
+  bool send_view(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    if (streaming_ || !wire_applies(message.body.size)) return false;
+    const OutHeaders headers(message.header);
+    unsigned status = 0;
+    if (!detail::guarded([&] { status = response_status(headers); }).ok()) return false;
+    if (status == 204 || status == 304) return false;
+    if (!this->arm_send_c(done, ctx)) return true;
+    const Error failed = detail::guarded([&] {
+      if (!refused_send()) write_unary_wire(headers, status, to_view(message.body));
+    });
+    if (!failed.ok()) completions_.send(failed);
     return true;
   }
 
@@ -329,7 +369,7 @@ class ServerSession final : public SessionCore<Stream> {
 
   const std::string remote_;
   std::string local_;
-  std::optional<MessageReader<true>> reader_;
+  std::unique_ptr<MessageReader<true>> reader_;
   std::optional<FrameDecoder> frames_;
   std::string body_;
   Reading reading_ = Reading::between_requests;

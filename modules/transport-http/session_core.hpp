@@ -102,6 +102,31 @@ class SessionCore : public SessionBase,
     if (in_strand() && steps_inline()) return on_recv();
     net::post(strand_, [self = this->shared_from_this()] { self->on_recv(); });
   }
+  // A C caller's recv: armed with its own completion, which a unary message received whole then
+  // gets as a view (Completions::recv(const micro_message_t&)), with no Message built.
+  bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
+    const auto armed = completions_.arm_recv(on_message, ctx);
+    if (armed != Completions::Arm::ok) {
+      const Error refused = arm_error(armed, "recv");
+      detail::call_message_fn(on_message, ctx, refused, nullptr);
+      return true;
+    }
+    const Error failed = detail::guarded([&] {
+      if (in_strand() && steps_inline()) return on_recv();
+      net::post(strand_, [self = this->shared_from_this()] { self->on_recv(); });
+    });
+    if (!failed.ok()) completions_.recv(failed, std::nullopt);
+    return true;
+  }
+  // A C caller's unary send, on this connection's strand (from one of its completions: the next
+  // call on a pooled connection, a handler's answer) and small: its head is written from the C
+  // list as it is (keys in ascending order, as MessageView lists them), with no Message built.
+  bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    if (!in_strand() || !steps_inline() || !fits_wire(message.body.size) ||
+        !OutHeaders::ascending(message.header))
+      return false;
+    return send_view(message, done, ctx);
+  }
   void close_send(Done done) override {
     {
       std::lock_guard<std::mutex> lock(buffers_);
@@ -233,6 +258,21 @@ class SessionCore : public SessionBase,
                        if (ec) return failed(ec);
                        done();
                      });
+  }
+
+  // On the strand: send_c's unary send from a C view, or false (nothing done) to let the call go
+  // the ordinary way. The session arms the completion (arm_send_c) when it takes the call.
+  virtual bool send_view(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
+    (void)message, (void)done, (void)ctx;
+    return false;
+  }
+  // Arms a C send; when refused, completes it with the reason and returns false.
+  bool arm_send_c(micro_done_fn done, void* ctx) noexcept {
+    const auto armed = completions_.arm_send(done, ctx);
+    if (armed == Completions::Arm::ok) return true;
+    const Error refused = arm_error(armed, "send");
+    DoneSlot(done, ctx)(refused);
+    return false;
   }
 
   // On the strand, one per facade call.

@@ -28,10 +28,12 @@ class HttpSocket final : public SocketImpl {
   void close_send(Done done) override { session_->close_send(std::move(done)); }
   void close() override { session_->close(); }
   bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
-    return fast_ != nullptr && fast_->send_frame_c(message, done, ctx);
+    return (fast_ != nullptr && fast_->send_frame_c(message, done, ctx)) ||
+           session_->send_c(message, done, ctx);
   }
   bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
-    return fast_ != nullptr && fast_->recv_frame_c(on_message, ctx);
+    return (fast_ != nullptr && fast_->recv_frame_c(on_message, ctx)) ||
+           session_->recv_c(on_message, ctx);
   }
   std::string_view local_address() const override { return local_; }
   std::string_view remote_address() const override { return remote_; }

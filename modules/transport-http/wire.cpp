@@ -2,6 +2,7 @@
 
 #include <boost/property_tree/json_parser.hpp>
 #include <boost/property_tree/ptree.hpp>
+#include <algorithm>
 #include <cctype>
 #include <sstream>
 
@@ -62,65 +63,47 @@ bool is_framing_header(std::string_view n) {
          iequals(n, "upgrade") || iequals(n, "te") || iequals(n, "trailer");
 }
 
-Message fields_to_message(const http::fields& fields) {
-  Message out;
-  for (const auto& field : fields) {
-    std::string name = lower(field.name_string());
-    const std::string_view value = field.value();
-    auto [it, inserted] = out.header.try_emplace(std::move(name), std::string(value));
-    if (!inserted && !value.empty()) {  // repeated: one comma-separated list (empty items drop)
-      if (!it->second.empty()) it->second += ", ";
-      it->second.append(value.data(), value.size());
-    }
-  }
-  return out;
-}
-
 // Beast keeps a field's offsets in 16 bits.
 constexpr size_t kMaxFieldBytes = 65000;
 
 // Calls `add(name, value)` for each header of `message` that goes on the wire: pseudo-headers and
 // framing headers are skipped; what cannot be sent throws (400).
 template <class Add>
-void for_each_field(const Message& message, Add add) {
-  for (const auto& [name, value] : message.header) {
-    if (!name.empty() && name[0] == ':') continue;
-    if (is_framing_header(name)) continue;
+void for_each_field(const OutHeaders& message, Add add) {
+  message.for_each([&](std::string_view name, std::string_view value) {
+    if (!name.empty() && name[0] == ':') return;
+    if (is_framing_header(name)) return;
     if (!is_token(name))
-      throw Exception(Error::bad_request("header name '" + name + "' is not an HTTP token"));
+      throw Exception(
+          Error::bad_request("header name '" + std::string(name) + "' is not an HTTP token"));
     if (!is_field_value(value))
-      throw Exception(Error::bad_request("header '" + name +
+      throw Exception(Error::bad_request("header '" + std::string(name) +
                                          "' has a control character (CR, LF or NUL) in its value"));
     if (name.size() + value.size() > kMaxFieldBytes)
-      throw Exception(Error::bad_request("header '" + name + "' is " +
+      throw Exception(Error::bad_request("header '" + std::string(name) + "' is " +
                                          std::to_string(value.size()) +
                                          " bytes: more than an HTTP field can carry here (" +
                                          std::to_string(kMaxFieldBytes) + ")"));
     add(name, value);
-  }
+  });
 }
 
 void copy_headers(const Message& message, http::fields& fields) {
-  for_each_field(message, [&](const std::string& name, const std::string& value) {
+  for_each_field(message, [&](std::string_view name, std::string_view value) {
     fields.insert(name, value);
   });
 }
 
 // The fields and the end of a head, in the order Beast's serializer writes them after
 // fill_*_head, keep_alive and prepare_payload: the message's fields, Connection, Content-Length.
-void append_fields(const Message& message, bool keep_alive, bool length, size_t body_size,
+void append_fields(const OutHeaders& message, bool keep_alive, bool length, size_t body_size,
                    std::string& out) {
-  for_each_field(message, [&](const std::string& name, const std::string& value) {
+  for_each_field(message, [&](std::string_view name, std::string_view value) {
     out.append(name).append(": ").append(value).append("\r\n");
   });
   if (!keep_alive) out.append("Connection: close\r\n");
   if (length) out.append("Content-Length: ").append(std::to_string(body_size)).append("\r\n");
   out.append("\r\n");
-}
-
-const std::string* pseudo(const Message& message, const char* name) {
-  auto it = message.header.find(name);
-  return it == message.header.end() ? nullptr : &it->second;
 }
 
 void json_escape(std::string& out, std::string_view s) {
@@ -157,17 +140,93 @@ void json_escape(std::string& out, std::string_view s) {
 
 }  // namespace
 
+void ReceivedHead::read_fields(const http::fields& fields) {
+  std::string* joined = nullptr;  // the last item's value, once it is a join
+  std::string_view last_name;     // the last item's name as received
+  for (const auto& field : fields) {
+    const std::string_view name = field.name_string();
+    const std::string_view value = field.value();
+    if (!items_.empty() && iequals(name, last_name)) {  // repeated: one comma-separated list
+      if (value.empty()) continue;                       // (empty items drop)
+      if (joined == nullptr) {
+        kept_.emplace_front(to_view(items_.back().value));
+        joined = &kept_.front();
+      }
+      if (!joined->empty()) *joined += ", ";
+      joined->append(value);
+      items_.back().value = to_c(*joined);
+      continue;
+    }
+    joined = nullptr;
+    last_name = name;
+    items_.push_back({to_c(lower_name(name)), to_c(value)});
+  }
+}
+
+std::string_view ReceivedHead::lower_name(std::string_view name) {
+  if (std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+    return name;
+  // The fields HTTP itself puts in every head, spelled as Beast writes them, need no copy.
+  static constexpr std::string_view kCommon[] = {"host", "content-length", "connection",
+                                                 "content-type", "transfer-encoding"};
+  for (const std::string_view common : kCommon)
+    if (iequals(name, common)) return common;
+  return keep(lower(name));
+}
+
+std::string_view ReceivedHead::keep(std::string s) {
+  kept_.push_front(std::move(s));
+  return kept_.front();
+}
+
+void ReceivedHead::set(std::string_view lower_name, std::string_view value) {
+  for (auto& item : items_) {
+    if (to_view(item.key) == lower_name) {
+      item.value = to_c(value);
+      return;
+    }
+  }
+  items_.push_back({to_c(lower_name), to_c(value)});
+}
+
+ReceivedHead::ReceivedHead(const http::request_header<>& head) {
+  items_.reserve(16);
+  read_fields(head);
+  set(":method", head.method_string());
+  set(":path", head.target());
+}
+
+ReceivedHead::ReceivedHead(const http::response_header<>& head) {
+  items_.reserve(16);
+  read_fields(head);
+  status_ = std::to_string(head.result_int());
+  set(":status", status_);
+}
+
 Message to_message(const http::request_header<>& head) {
-  Message out = fields_to_message(head);
-  out.header[":method"] = std::string(head.method_string());
-  out.header[":path"] = std::string(head.target());
-  return out;
+  return Message{from_c(ReceivedHead(head).view()), {}};
 }
 
 Message to_message(const http::response_header<>& head) {
-  Message out = fields_to_message(head);
-  out.header[":status"] = std::to_string(head.result_int());
-  return out;
+  return Message{from_c(ReceivedHead(head).view()), {}};
+}
+
+bool OutHeaders::ascending(micro_metadata_t list) noexcept {
+  if (list.count > 0 && list.items == nullptr) return false;
+  for (size_t i = 1; i < list.count; ++i)
+    if (!(to_view(list.items[i - 1].key) < to_view(list.items[i].key))) return false;
+  return true;
+}
+
+std::optional<std::string_view> OutHeaders::find(std::string_view name) const {
+  if (map_ != nullptr) {
+    auto it = map_->find(std::string(name));
+    if (it == map_->end()) return std::nullopt;
+    return std::string_view(it->second);
+  }
+  for (size_t i = 0; i < list_.count; ++i)
+    if (to_view(list_.items[i].key) == name) return to_view(list_.items[i].value);
+  return std::nullopt;
 }
 
 bool is_stream_request(const http::request_header<>& head) {
@@ -194,11 +253,11 @@ const std::string* find_header(const Message& message, std::string_view lower_na
   return other;
 }
 
-void request_line(const Message& message, std::string& m, std::string& p) {
-  const std::string* method = pseudo(message, ":method");
-  const std::string* path = pseudo(message, ":path");
-  m = method != nullptr ? *method : "POST";
-  p = path != nullptr ? *path : "/";
+void request_line(const OutHeaders& message, std::string& m, std::string& p) {
+  const auto method = message.find(":method");
+  const auto path = message.find(":path");
+  m = method ? *method : "POST";
+  p = path ? *path : "/";
   if (!is_token(m))
     throw Exception(Error::bad_request(":method '" + m + "' is not an HTTP method"));
   if (!is_target(p))
@@ -207,14 +266,15 @@ void request_line(const Message& message, std::string& m, std::string& p) {
                                        "control characters)"));
 }
 
-unsigned response_status(const Message& message) {
+unsigned response_status(const OutHeaders& message) {
   unsigned status = 200;
-  if (const std::string* s = pseudo(message, ":status")) {
+  if (const auto found = message.find(":status")) {
+    const std::string s(*found);
     char* end = nullptr;
-    const unsigned long v = std::strtoul(s->c_str(), &end, 10);
-    if (s->empty() || *end != '\0' || v < 200 || v > 599)
+    const unsigned long v = std::strtoul(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || v < 200 || v > 599)
       throw Exception(
-          Error::bad_request(":status '" + *s + "' is not a final HTTP status (200..599)"));
+          Error::bad_request(":status '" + s + "' is not a final HTTP status (200..599)"));
     status = static_cast<unsigned>(v);
   }
   return status;
@@ -254,7 +314,7 @@ void fill_response_head(const Message& message, http::response_header<>& head) {
   copy_headers(message, head);
 }
 
-void write_request_head(const Message& message, std::string_view host, size_t body_size,
+void write_request_head(const OutHeaders& message, std::string_view host, size_t body_size,
                         std::string& out) {
   std::string m, p;
   request_line(message, m, p);
@@ -264,7 +324,7 @@ void write_request_head(const Message& message, std::string_view host, size_t bo
   append_fields(message, true, length, body_size, out);
 }
 
-void write_response_head(const Message& message, unsigned status, bool keep_alive,
+void write_response_head(const OutHeaders& message, unsigned status, bool keep_alive,
                          size_t body_size, std::string& out) {
   const auto reason = http::obsolete_reason(static_cast<http::status>(status));
   out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");

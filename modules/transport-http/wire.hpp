@@ -4,6 +4,8 @@
 #pragma once
 
 #include <boost/beast/http.hpp>
+#include <forward_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -23,9 +25,69 @@ namespace http = boost::beast::http;
 // The id on errors the transport makes itself.
 inline constexpr const char* kModule = "transport-http";
 
-// Received heads as Messages with an empty body.
+// A received head's headers as a C header list, canonical as a Message holds them: lower-case
+// names, a repeated field's non-empty items joined with ", " in the order received (Beast keeps a
+// name's fields together), and the pseudo-headers :method and :path (a request) or :status (a
+// response). The list borrows from the parsed head (keep it alive and unchanged while the list is
+// used) and from strings kept here (lower-cased names and joined values, only when needed).
+class ReceivedHead {
+ public:
+  explicit ReceivedHead(const http::request_header<>& head);
+  explicit ReceivedHead(const http::response_header<>& head);
+  ReceivedHead(const ReceivedHead&) = delete;
+  ReceivedHead& operator=(const ReceivedHead&) = delete;
+
+  // Sets `lower_name` to `value` (a view that must outlive the list), replacing a received field
+  // of that name.
+  void set(std::string_view lower_name, std::string_view value);
+
+  micro_metadata_t view() const noexcept { return {items_.data(), items_.size()}; }
+  // A C message of this head and `body` (a view of it, valid as long as both are).
+  micro_message_t message(std::string_view body) const noexcept {
+    return {sizeof(micro_message_t), view(), to_c_bytes(body)};
+  }
+
+ private:
+  void read_fields(const http::fields& fields);
+  // `name` in lower case: itself, a constant, or a kept copy.
+  std::string_view lower_name(std::string_view name);
+  std::string_view keep(std::string s);
+
+  std::vector<micro_kv_t> items_;
+  std::forward_list<std::string> kept_;  // stable addresses: the list points into them
+  std::string status_;
+};
+
+// Received heads as Messages with an empty body (a ReceivedHead, copied).
 Message to_message(const http::request_header<>& head);
 Message to_message(const http::response_header<>& head);
+
+// The headers of a message to send: a Message's map, or a C header list whose keys strictly
+// ascend (unique, in the order a map iterates and MessageView lists them; see ascending()), so
+// both give the same bytes on the wire.
+class OutHeaders {
+ public:
+  OutHeaders(const Message& message) noexcept : map_(&message.header) {}  // NOLINT: implicit
+  explicit OutHeaders(micro_metadata_t list) noexcept : list_(list) {}
+
+  // Whether `list` may be sent as it is: its keys strictly ascend.
+  static bool ascending(micro_metadata_t list) noexcept;
+
+  template <class F>
+  void for_each(F f) const {
+    if (map_ != nullptr) {
+      for (const auto& [name, value] : *map_) f(std::string_view(name), std::string_view(value));
+      return;
+    }
+    for (size_t i = 0; i < list_.count; ++i)
+      f(to_view(list_.items[i].key), to_view(list_.items[i].value));
+  }
+  std::optional<std::string_view> find(std::string_view name) const;
+
+ private:
+  const Metadata* map_ = nullptr;
+  micro_metadata_t list_{};
+};
 
 // True for a request that opens a stream (Micro-Stream: 1).
 bool is_stream_request(const http::request_header<>& head);
@@ -41,16 +103,16 @@ void fill_response_head(const Message& message, http::response_header<>& head);
 // fill_*_head and prepare_payload make, for an HTTP/1.1 message with a Content-Length body of
 // `body_size` bytes (a response: not HEAD, 204 or 304; `status` from response_status). Throw as
 // fill_*_head do. (No basic_fields in between: a unary call's heads cost no allocation here.)
-void write_request_head(const Message& message, std::string_view host, size_t body_size,
+void write_request_head(const OutHeaders& message, std::string_view host, size_t body_size,
                         std::string& out);
-void write_response_head(const Message& message, unsigned status, bool keep_alive,
+void write_response_head(const OutHeaders& message, unsigned status, bool keep_alive,
                          size_t body_size, std::string& out);
 
 // HTTP/2 (h2.cpp): the request line and status of a Message, checked as fill_*_head checks them,
 // and its other headers with lower-case names, framing and connection headers skipped. Throw
 // micro::Exception (400) for what cannot be sent.
-void request_line(const Message& message, std::string& method, std::string& path);
-unsigned response_status(const Message& message);
+void request_line(const OutHeaders& message, std::string& method, std::string& path);
+unsigned response_status(const OutHeaders& message);
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 HeaderList h2_fields(const Message& message);
 

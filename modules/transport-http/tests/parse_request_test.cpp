@@ -7,6 +7,7 @@
 #include "micro/callback.hpp"
 #include "wire.hpp"
 
+#include <map>
 #include <sstream>
 
 namespace {
@@ -124,6 +125,7 @@ TEST(ParseRequest, AnIncompleteRequestIsNotComplete) {
 namespace {
 
 namespace http = boost::beast::http;
+namespace beast = boost::beast;
 
 template <bool isRequest>
 std::string beast_bytes(http::message<isRequest, http::string_body>& message) {
@@ -170,4 +172,59 @@ TEST(WireHeads, TheDirectHeadWritersWriteWhatBeastWrites) {
   direct.clear();
   EXPECT_THROW(micro::transport_http::write_request_head(message, "h", 5, direct),
                micro::Exception);
+}
+
+// A C header list in ascending key order (as MessageView lists a map) gives the head its Message
+// gives; a list in another order or with a repeated key is not sent as it is.
+TEST(WireHeads, AnAscendingCHeaderListWritesTheHeadOfItsMessage) {
+  micro::Message message;
+  message.header = {{":path", "/Echo.Call"}, {"content-type", "application/proto"},
+                    {"micro-id", "9"}, {"x-trace", "abc"}};
+  const micro::MessageView view(message);
+  const micro::transport_http::OutHeaders list(view.c()->header);
+  ASSERT_TRUE(micro::transport_http::OutHeaders::ascending(view.c()->header));
+  std::string from_map, from_list;
+  micro::transport_http::write_request_head(message, "h:1", 3, from_map);
+  micro::transport_http::write_request_head(list, "h:1", 3, from_list);
+  EXPECT_EQ(from_list, from_map);
+  from_map.clear();
+  from_list.clear();
+  micro::transport_http::write_response_head(message, 200, true, 3, from_map);
+  micro::transport_http::write_response_head(list, 200, true, 3, from_list);
+  EXPECT_EQ(from_list, from_map);
+
+  const micro_kv_t repeated[] = {{micro::to_c("a"), micro::to_c("1")},
+                                 {micro::to_c("a"), micro::to_c("2")}};
+  EXPECT_FALSE(micro::transport_http::OutHeaders::ascending({repeated, 2}));
+  const micro_kv_t descending[] = {{micro::to_c("b"), micro::to_c("1")},
+                                   {micro::to_c("a"), micro::to_c("2")}};
+  EXPECT_FALSE(micro::transport_http::OutHeaders::ascending({descending, 2}));
+}
+
+// A received head as the C list a recv callback gets: what a Message's map would hold.
+TEST(ReceivedHeads, NamesAreLowerCaseRepeatsJoinAndPseudoHeadersAreSet) {
+  http::request_parser<http::empty_body> parser;
+  beast::error_code ec;
+  const std::string bytes =
+      "GET /Svc.Method HTTP/1.1\r\nHost: h:1\r\nX-Tag: a\r\nX-Custom: V\r\nx-tag:\r\n"
+      "X-TAG: b\r\nMicro-Transport-Protocol: h2\r\nContent-Length: 0\r\n\r\n";
+  parser.put(boost::asio::buffer(bytes), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(parser.is_header_done());
+  micro::transport_http::ReceivedHead head(parser.get().base());
+  head.set("micro-transport-protocol", "http/1.1");  // the transport's word, not the peer's
+  const micro_metadata_t list = head.view();
+  std::map<std::string, std::string> seen;
+  for (size_t i = 0; i < list.count; ++i) {
+    const auto [it, fresh] = seen.emplace(micro::to_view(list.items[i].key),
+                                          micro::to_view(list.items[i].value));
+    EXPECT_TRUE(fresh) << "repeated key " << it->first;
+  }
+  const std::map<std::string, std::string> expected = {
+      {":method", "GET"},     {":path", "/Svc.Method"},
+      {"host", "h:1"},        {"x-tag", "a, b"},
+      {"x-custom", "V"},      {"micro-transport-protocol", "http/1.1"},
+      {"content-length", "0"}};
+  EXPECT_EQ(seen, expected);
+  EXPECT_EQ(micro::transport_http::to_message(parser.get().base()).header.at("x-tag"), "a, b");
 }

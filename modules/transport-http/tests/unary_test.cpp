@@ -88,6 +88,87 @@ TEST(TransportHttpUnary, AThousandRequestsShareOneKeptAliveConnection) {
   EXPECT_EQ(server.accepts(), 1u);
 }
 
+// C callers (client-rpc, server-rpc) send header lists as the C ABI has them. One sent from a
+// completion of its connection (a handler's answer, the next call on a pooled connection) is
+// written as it is when its keys ascend; any other list reads as its map would: a repeated key's
+// last value wins. Both arrive whole, and received messages reach C callbacks complete.
+TEST(TransportHttpUnary, CHeaderListsInAnyOrderSentFromACompletionArriveAsTheirMaps) {
+  TransportStack t;
+  Collector<Message> requests;
+  TestServer server(t.transport, [&](micro::Socket& socket) {
+    socket.recv([&socket, &requests](const Error& error, std::optional<Message> request) {
+      if (!error.ok() || !request) return;
+      requests.push(*request);
+      // Descending, with a repeated key: not sendable as it is.
+      const micro_kv_t items[] = {{micro::to_c("x-b"), micro::to_c("2")},
+                                  {micro::to_c("x-a"), micro::to_c("1")},
+                                  {micro::to_c("x-a"), micro::to_c("3")}};
+      const micro_message_t reply{sizeof(micro_message_t), {items, 3},
+                                  micro::to_c_bytes("first")};
+      socket.send_c(reply, [](void*, const micro_error_t*) {}, nullptr);
+      serve_unary(  // then the next request, answered from a Message
+          socket,
+          [&requests](const Message& next) {
+            requests.push(next);
+            return echo(next);
+          },
+          nullptr);
+    });
+  });
+  auto dialed = t.transport.dial(server.address());
+  ASSERT_TRUE(dialed.ok()) << dialed.error.to_string();
+  micro::Socket socket = std::move(dialed.value);
+  ASSERT_TRUE(socket.send(request("/Echo.Call", "one")).ok());
+
+  struct Seen {
+    micro::Socket* socket;
+    Collector<Message> replies;
+    Collector<Error> errors;
+  } seen{&socket, {}, {}};
+  static constexpr auto on_reply = +[](void* ctx, const micro_error_t* error,
+                                       const micro_message_t* message) {
+    auto* s = static_cast<Seen*>(ctx);
+    if (error != nullptr || message == nullptr) return s->errors.push(Error::from_c(error));
+    s->replies.push(micro::from_c(message));
+  };
+  static constexpr auto on_first = +[](void* ctx, const micro_error_t* error,
+                                       const micro_message_t* message) {
+    auto* s = static_cast<Seen*>(ctx);
+    on_reply(ctx, error, message);
+    if (error != nullptr || message == nullptr) return;
+    // From this connection's completion: the next request, from an ascending C list.
+    const micro_kv_t items[] = {{micro::to_c(":path"), micro::to_c("/Echo.Again")},
+                                {micro::to_c("content-type"), micro::to_c("text/plain")},
+                                {micro::to_c("x-c"), micro::to_c("4")}};
+    const micro_message_t next{sizeof(micro_message_t), {items, 3}, micro::to_c_bytes("two")};
+    s->socket->send_c(
+        next,
+        [](void* ctx, const micro_error_t* error) {
+          auto* s = static_cast<Seen*>(ctx);
+          if (error != nullptr) return s->errors.push(Error::from_c(error));
+          s->socket->recv_c(on_reply, ctx);
+        },
+        ctx);
+  };
+  socket.recv_c(on_first, &seen);
+  ASSERT_TRUE(seen.replies.wait_for([](auto& r) { return r.size() == 2; }, 5s))
+      << (seen.errors.snapshot().empty() ? "" : seen.errors.snapshot()[0].to_string());
+  const auto replies = seen.replies.snapshot();
+  EXPECT_EQ(replies[0].header.at("x-a"), "3");
+  EXPECT_EQ(replies[0].header.at("x-b"), "2");
+  EXPECT_EQ(replies[0].header.at(":status"), "200");
+  EXPECT_EQ(replies[0].body, "first");
+  EXPECT_EQ(replies[1].body, "two");
+  const auto got = requests.snapshot();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].body, "one");
+  EXPECT_EQ(got[1].header.at(":path"), "/Echo.Again");
+  EXPECT_EQ(got[1].header.at("content-type"), "text/plain");
+  EXPECT_EQ(got[1].header.at("x-c"), "4");
+  EXPECT_EQ(got[1].body, "two");
+  EXPECT_TRUE(seen.errors.snapshot().empty());
+}
+
 // The server parses what one read brought without waiting again; requests that arrive in
 // pieces, several in one segment (pipelined), or larger than one read still each get their answer.
 TEST(TransportHttpUnary, RequestsInPiecesPipelinedOrLargerThanOneReadAreEachAnswered) {
