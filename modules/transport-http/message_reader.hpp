@@ -5,9 +5,12 @@
 #pragma once
 
 #include <boost/beast/http.hpp>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "frame.hpp"
@@ -21,9 +24,12 @@ namespace beast = boost::beast;
 template <bool isRequest>
 class MessageReader {
  public:
-  using Parser = http::parser<isRequest, http::buffer_body>;
+  using Parser = http::parser<isRequest, http::buffer_body, ArenaAllocator<char>>;
 
-  explicit MessageReader(const Limits& limits) {
+  // The head's fields are allocated from a buffer held here (the usual head needs no heap).
+  explicit MessageReader(const Limits& limits)
+      : parser_(std::piecewise_construct, std::make_tuple(),
+                std::make_tuple(ArenaAllocator<char>(arena_))) {
     parser_.header_limit(limits.max_header_bytes);
     parser_.body_limit(limits.max_body_bytes);
   }
@@ -75,6 +81,9 @@ class MessageReader {
   size_t feed(std::string_view bytes, bool end, std::string& body, beast::error_code& ec);
 
  private:
+  static constexpr size_t kArenaBytes = 2048;
+  alignas(std::max_align_t) char arena_bytes_[kArenaBytes];
+  Arena arena_{arena_bytes_, kArenaBytes};  // before parser_, which allocates from it
   Parser parser_;
   std::vector<char> scratch_;
   size_t prepared_ = 0;

@@ -8,7 +8,8 @@ namespace micro::transport_http {
 
 namespace {
 
-bool expects_continue(const http::request_header<>& head) {
+template <class Fields>
+bool expects_continue(const http::header<true, Fields>& head) {
   auto it = head.find(http::field::expect);
   return it != head.end() && beast::iequals(it->value(), "100-continue");
 }

@@ -140,7 +140,8 @@ void json_escape(std::string& out, std::string_view s) {
 
 }  // namespace
 
-void ReceivedHead::read_fields(const http::fields& fields) {
+template <class Fields>
+void ReceivedHead::read_fields(const Fields& fields) {
   std::string* joined = nullptr;  // the last item's value, once it is a join
   std::string_view last_name;     // the last item's name as received
   for (const auto& field : fields) {
@@ -189,25 +190,24 @@ void ReceivedHead::set(std::string_view lower_name, std::string_view value) {
   items_.push_back({to_c(lower_name), to_c(value)});
 }
 
-ReceivedHead::ReceivedHead(const http::request_header<>& head) {
+template <class Fields>
+ReceivedHead::ReceivedHead(const http::header<true, Fields>& head) {
   items_.reserve(16);
   read_fields(head);
   set(":method", head.method_string());
   set(":path", head.target());
 }
 
-ReceivedHead::ReceivedHead(const http::response_header<>& head) {
+template <class Fields>
+ReceivedHead::ReceivedHead(const http::header<false, Fields>& head) {
   items_.reserve(16);
   read_fields(head);
   status_ = std::to_string(head.result_int());
   set(":status", status_);
 }
 
-Message to_message(const http::request_header<>& head) {
-  return Message{from_c(ReceivedHead(head).view()), {}};
-}
-
-Message to_message(const http::response_header<>& head) {
+template <bool isRequest, class Fields>
+Message to_message(const http::header<isRequest, Fields>& head) {
   return Message{from_c(ReceivedHead(head).view()), {}};
 }
 
@@ -229,7 +229,8 @@ std::optional<std::string_view> OutHeaders::find(std::string_view name) const {
   return std::nullopt;
 }
 
-bool is_stream_request(const http::request_header<>& head) {
+template <class Fields>
+bool is_stream_request(const http::header<true, Fields>& head) {
   // Repeated fields are read as fields_to_message reads them (empty items drop, the rest
   // join with ", "), so a request is a stream exactly when its header map says
   // micro-stream: 1: "Micro-Stream:" followed by "Micro-Stream: 1" is a stream.
@@ -372,5 +373,16 @@ http::response<http::string_body> error_response(const Error& error, unsigned ve
   res.prepare_payload();
   return res;
 }
+
+// The two kinds of fields heads come with: Beast's default, and the transport's readers'.
+#define MICRO_HTTP_WIRE_FOR(F)                                                     \
+  template ReceivedHead::ReceivedHead(const http::header<true, F>&);                 \
+  template ReceivedHead::ReceivedHead(const http::header<false, F>&);                \
+  template Message to_message(const http::header<true, F>&);                         \
+  template Message to_message(const http::header<false, F>&);                        \
+  template bool is_stream_request(const http::header<true, F>&);
+MICRO_HTTP_WIRE_FOR(http::fields)
+MICRO_HTTP_WIRE_FOR(ArenaFields)
+#undef MICRO_HTTP_WIRE_FOR
 
 }  // namespace micro::transport_http

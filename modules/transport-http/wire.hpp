@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "arena.hpp"
 #include "micro/types.hpp"
 
 static_assert(
@@ -21,6 +22,9 @@ static_assert(
 namespace micro::transport_http {
 
 namespace http = boost::beast::http;
+
+// The fields of a head the transport parses (MessageReader): allocated from the reader's arena.
+using ArenaFields = http::basic_fields<ArenaAllocator<char>>;
 
 // The id on errors the transport makes itself.
 inline constexpr const char* kModule = "transport-http";
@@ -32,8 +36,11 @@ inline constexpr const char* kModule = "transport-http";
 // used) and from strings kept here (lower-cased names and joined values, only when needed).
 class ReceivedHead {
  public:
-  explicit ReceivedHead(const http::request_header<>& head);
-  explicit ReceivedHead(const http::response_header<>& head);
+  // (Fields: http::fields or ArenaFields.)
+  template <class Fields>
+  explicit ReceivedHead(const http::header<true, Fields>& head);
+  template <class Fields>
+  explicit ReceivedHead(const http::header<false, Fields>& head);
   ReceivedHead(const ReceivedHead&) = delete;
   ReceivedHead& operator=(const ReceivedHead&) = delete;
 
@@ -48,7 +55,8 @@ class ReceivedHead {
   }
 
  private:
-  void read_fields(const http::fields& fields);
+  template <class Fields>
+  void read_fields(const Fields& fields);
   // `name` in lower case: itself, a constant, or a kept copy.
   std::string_view lower_name(std::string_view name);
   std::string_view keep(std::string s);
@@ -59,8 +67,8 @@ class ReceivedHead {
 };
 
 // Received heads as Messages with an empty body (a ReceivedHead, copied).
-Message to_message(const http::request_header<>& head);
-Message to_message(const http::response_header<>& head);
+template <bool isRequest, class Fields>
+Message to_message(const http::header<isRequest, Fields>& head);
 
 // The headers of a message to send: a Message's map, or a C header list whose keys strictly
 // ascend (unique, in the order a map iterates and MessageView lists them; see ascending()), so
@@ -90,7 +98,8 @@ class OutHeaders {
 };
 
 // True for a request that opens a stream (Micro-Stream: 1).
-bool is_stream_request(const http::request_header<>& head);
+template <class Fields>
+bool is_stream_request(const http::header<true, Fields>& head);
 
 // Fill a head to send from a Message's headers. Framing headers (Content-Length,
 // Transfer-Encoding, Connection, Host) are the transport's and are skipped. Throws
