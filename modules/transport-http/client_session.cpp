@@ -352,8 +352,9 @@ class ClientSession final : public SessionCore<Stream> {
     });
   }
 
-  // Reads the rest of the response body into body_.
-  void read_body(Done then) {
+  // Reads the rest of the response body into body_; then `then(error)`.
+  template <class Then>
+  void read_body(Then then) {
     this->read_body_into(
         *reader_, body_, read_timeout_, [then] { then({}); },
         [this, then](const beast::error_code& ec) {
@@ -379,7 +380,7 @@ class ClientSession final : public SessionCore<Stream> {
     ++conn_->exchanges;
     conn_dead_ = !reader->parser().get().keep_alive();
     reusable_ = !conn_dead_ && conn_->buffer.size() == 0 && !send_closed_;
-    ReceivedHead head(reader->parser().get());
+    ReceivedHead head(reader->parser().get(), &reader->arena());
     if constexpr (kIsTls<Stream>) head.set("micro-transport-protocol", kHttp11);
     completions_.recv(head.message(body));
   }

@@ -35,6 +35,8 @@ class MessageReader {
   }
 
   Parser& parser() noexcept { return parser_; }
+  // Where the head's fields live; more may go there while the reader lives (a ReceivedHead's list).
+  Arena& arena() noexcept { return arena_; }
   const Parser& parser() const noexcept { return parser_; }
 
   // After the head of a stream: no limit on the whole body (each frame is checked instead).

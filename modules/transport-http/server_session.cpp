@@ -150,7 +150,7 @@ class ServerSession final : public SessionCore<Stream> {
     body_.clear();
     reading_ = Reading::between_requests;
     ++unanswered_;
-    ReceivedHead head(reader->parser().get());
+    ReceivedHead head(reader->parser().get(), &reader->arena());
     if constexpr (kIsTls<Stream>) head.set("micro-transport-protocol", kHttp11);
     completions_.recv(head.message(body));
   }

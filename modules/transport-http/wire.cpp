@@ -29,13 +29,22 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-// RFC 9110 token: what a method or a header name may be made of.
+// RFC 9110 token: what a method or a header name may be made of (a table: this runs for every
+// header of every message sent).
+struct TokenTable {
+  bool ok[256] = {};
+  constexpr TokenTable() {
+    for (int c = '0'; c <= '9'; ++c) ok[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) ok[c] = ok[c - 32] = true;
+    for (const char c : std::string_view("!#$%&'*+-.^_`|~")) ok[static_cast<unsigned char>(c)] = true;
+  }
+};
+constexpr TokenTable kToken;
+
 bool is_token(std::string_view s) {
   if (s.empty()) return false;
-  for (char c : s) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) continue;
-    if (std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
-  }
+  for (const char c : s)
+    if (!kToken.ok[static_cast<unsigned char>(c)]) return false;
   return true;
 }
 
@@ -58,9 +67,22 @@ bool is_target(std::string_view s) {
 }
 
 bool is_framing_header(std::string_view n) {
-  return iequals(n, "content-length") || iequals(n, "transfer-encoding") ||
-         iequals(n, "connection") || iequals(n, "host") || iequals(n, "keep-alive") ||
-         iequals(n, "upgrade") || iequals(n, "te") || iequals(n, "trailer");
+  switch (n.size()) {  // one comparison at most for the usual header, not eight
+    case 2:
+      return iequals(n, "te");
+    case 4:
+      return iequals(n, "host");
+    case 7:
+      return iequals(n, "upgrade") || iequals(n, "trailer");
+    case 10:
+      return iequals(n, "connection") || iequals(n, "keep-alive");
+    case 14:
+      return iequals(n, "content-length");
+    case 17:
+      return iequals(n, "transfer-encoding");
+    default:
+      return false;
+  }
 }
 
 // Beast keeps a field's offsets in 16 bits.
@@ -191,7 +213,8 @@ void ReceivedHead::set(std::string_view lower_name, std::string_view value) {
 }
 
 template <class Fields>
-ReceivedHead::ReceivedHead(const http::header<true, Fields>& head) {
+ReceivedHead::ReceivedHead(const http::header<true, Fields>& head, Arena* arena)
+    : items_(ArenaAllocator<micro_kv_t>(arena != nullptr ? *arena : heap_)) {
   items_.reserve(16);
   read_fields(head);
   set(":method", head.method_string());
@@ -199,7 +222,8 @@ ReceivedHead::ReceivedHead(const http::header<true, Fields>& head) {
 }
 
 template <class Fields>
-ReceivedHead::ReceivedHead(const http::header<false, Fields>& head) {
+ReceivedHead::ReceivedHead(const http::header<false, Fields>& head, Arena* arena)
+    : items_(ArenaAllocator<micro_kv_t>(arena != nullptr ? *arena : heap_)) {
   items_.reserve(16);
   read_fields(head);
   status_ = std::to_string(head.result_int());
@@ -376,8 +400,8 @@ http::response<http::string_body> error_response(const Error& error, unsigned ve
 
 // The two kinds of fields heads come with: Beast's default, and the transport's readers'.
 #define MICRO_HTTP_WIRE_FOR(F)                                                     \
-  template ReceivedHead::ReceivedHead(const http::header<true, F>&);                 \
-  template ReceivedHead::ReceivedHead(const http::header<false, F>&);                \
+  template ReceivedHead::ReceivedHead(const http::header<true, F>&, Arena*);         \
+  template ReceivedHead::ReceivedHead(const http::header<false, F>&, Arena*);        \
   template Message to_message(const http::header<true, F>&);                         \
   template Message to_message(const http::header<false, F>&);                        \
   template bool is_stream_request(const http::header<true, F>&);

@@ -36,11 +36,12 @@ inline constexpr const char* kModule = "transport-http";
 // used) and from strings kept here (lower-cased names and joined values, only when needed).
 class ReceivedHead {
  public:
-  // (Fields: http::fields or ArenaFields.)
+  // (Fields: http::fields or ArenaFields.) The list is allocated from `arena` when given (the
+  // reader's, which outlives it).
   template <class Fields>
-  explicit ReceivedHead(const http::header<true, Fields>& head);
+  explicit ReceivedHead(const http::header<true, Fields>& head, Arena* arena = nullptr);
   template <class Fields>
-  explicit ReceivedHead(const http::header<false, Fields>& head);
+  explicit ReceivedHead(const http::header<false, Fields>& head, Arena* arena = nullptr);
   ReceivedHead(const ReceivedHead&) = delete;
   ReceivedHead& operator=(const ReceivedHead&) = delete;
 
@@ -61,7 +62,8 @@ class ReceivedHead {
   std::string_view lower_name(std::string_view name);
   std::string_view keep(std::string s);
 
-  std::vector<micro_kv_t> items_;
+  Arena heap_{nullptr, 0};  // no buffer: everything from the heap
+  std::vector<micro_kv_t, ArenaAllocator<micro_kv_t>> items_;
   std::forward_list<std::string> kept_;  // stable addresses: the list points into them
   std::string status_;
 };
