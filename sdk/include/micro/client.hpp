@@ -150,6 +150,17 @@ class ClientPlugin : public PluginBase {
   // Publishes `message` on `topic` through the broker.
   virtual void publish(const std::string& topic, Message message, Done done) = 0;
 
+  // Optional fast path for the C call, as SocketImpl::send_c: take the call with the caller's own
+  // C completion (a module can then hand it the transport's response as a view, with no Message
+  // built on the way), or return false, having done nothing, to let it go to call(). Once taken,
+  // `on_response` is called exactly once (now, or later on any thread). Never throw. `request` and
+  // `options` (NULL: the defaults) are valid only during the call.
+  virtual bool call_c(const micro_request_t& request, const micro_call_options_t* options,
+                      micro_response_fn on_response, void* ctx) noexcept {
+    (void)request, (void)options, (void)on_response, (void)ctx;
+    return false;
+  }
+
   static const void* c_vtable() noexcept;
 };
 
@@ -171,6 +182,9 @@ struct ClientAdapter {
 
   static void call(void* self, const micro_request_t* request, const micro_call_options_t* options,
                    micro_response_fn on_response, void* ctx) noexcept {
+    if (request != nullptr && on_response != nullptr &&
+        as(self)->call_c(read_struct(request), options, on_response, ctx))
+      return;
     CMessageCompletion complete(on_response, ctx);
     guarded_async(complete, [&] {
       if (request == nullptr) throw Exception(Error::bad_request("call: the request is NULL"));

@@ -34,6 +34,14 @@ class ReplyImpl {
   // True once the caller has gone away (deadline passed, connection closed). Any thread.
   virtual bool cancelled() const = 0;
 
+  // Optional fast path for the C send, as SocketImpl::send_c: answer from the handler's own view
+  // (`error` when non-NULL, else `response`; both valid only during the call), with no Message
+  // built for it; or return false, having done nothing, to let it go to send(). Never throw.
+  virtual bool send_c(const micro_error_t* error, const micro_message_t* response) noexcept {
+    (void)error, (void)response;
+    return false;
+  }
+
   static const micro_reply_vtable_t* c_vtable() noexcept;
 };
 
@@ -51,6 +59,7 @@ struct ReplyAdapter {
   static void send(void* self, const micro_error_t* error,
                    const micro_message_t* response) noexcept {
     std::unique_ptr<ReplyImpl> reply(as(self));
+    if (reply->send_c(error, response)) return;
     Error converted;
     Message message;
     const Error failure = guarded([&] {
