@@ -114,6 +114,12 @@ class Reply {
     const MessageView view(response);
     return state_->send(nullptr, view.c());
   }
+  // The same for a response given as a C view, borrowed for the call: for a sender that has the
+  // headers and body as views already (no Message built for it).
+  bool send_c(const micro_message_t& response) {
+    if (state_ == nullptr) return false;
+    return state_->send(nullptr, &response);
+  }
   // Sends `error` (an ok error is sent as a 500: a failure needs a reason).
   bool fail(const Error& error) {
     if (state_ == nullptr) return false;
@@ -336,7 +342,8 @@ class Server {
     if (!handler.on_call && !handler.on_stream)
       return Error::bad_request("endpoint " + handler.name + " has neither on_call nor on_stream");
     auto box = std::make_shared<EndpointBox>(
-        EndpointBox{std::move(handler.on_call), std::move(handler.on_stream)});
+        EndpointBox{std::move(handler.on_call), std::move(handler.on_stream),
+                    handler.request_schema, handler.response_schema});
     const SchemaView request_schema(handler.request_schema.get());
     const SchemaView response_schema(handler.response_schema.get());
     const MetadataView metadata(handler.metadata);
@@ -391,6 +398,12 @@ class Server {
   struct EndpointBox {
     CallHandler on_call;
     StreamHandler on_stream;
+    // The endpoint's schemas: a request that names the same ones shares them (no copy per call).
+    std::shared_ptr<const Schema> request_schema, response_schema;
+
+    Request request_from_c(const micro_request_t* request) const {
+      return micro::from_c(request, request_schema, response_schema);
+    }
   };
   struct Kept {
     std::mutex mutex;
@@ -419,7 +432,8 @@ class Server {
     Reply owned;
     const Error error = detail::guarded([&] {
       owned = Reply(reply);
-      static_cast<EndpointBox*>(ctx)->on_call(micro::from_c(request), owned);
+      const auto* box = static_cast<EndpointBox*>(ctx);
+      box->on_call(box->request_from_c(request), owned);
     });
     if (!owned.valid()) return detail::send_static_error(reply, "out of memory accepting a call");
     if (!error.ok()) (void)detail::guarded([&] { owned.fail(error); });
@@ -429,7 +443,8 @@ class Server {
                                 micro_stream_t stream) noexcept {
     Stream owned(stream);
     (void)detail::guarded([&] {
-      static_cast<EndpointBox*>(ctx)->on_stream(micro::from_c(request), std::move(owned));
+      const auto* box = static_cast<EndpointBox*>(ctx);
+      box->on_stream(box->request_from_c(request), std::move(owned));
     });
   }
 
