@@ -1205,6 +1205,24 @@ TEST(Metadata, KvListSortsLikeAMapViewKeepingTheLastOfARepeatedKey) {
     EXPECT_EQ(micro::to_view(got.items[i].key), micro::to_view(want.items[i].key)) << i;
     EXPECT_EQ(micro::to_view(got.items[i].value), micro::to_view(want.items[i].value)) << i;
   }
+  micro::KvList many;  // past the insertion sort: keys in reverse, one repeated
+  micro::Metadata many_expected;
+  std::vector<std::string> keys, values;  // the list borrows them
+  for (int i = 39; i >= 0; --i) keys.push_back("k" + std::to_string(100 + i));
+  keys.push_back("k120");
+  for (size_t i = 0; i < keys.size(); ++i)
+    values.push_back(keys[i] + (i + 1 == keys.size() ? "-last" : ""));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    many.add(keys[i], values[i]);
+    many_expected.insert_or_assign(keys[i], values[i]);
+  }
+  many.sort_unique();
+  EXPECT_EQ(many.size(), 40u);
+  EXPECT_EQ(micro::from_c(many.c()), many_expected);
+  EXPECT_TRUE(std::is_sorted(many.c().items, many.c().items + many.size(),
+                             [](const micro_kv_t& a, const micro_kv_t& b) {
+                               return micro::to_view(a.key) < micro::to_view(b.key);
+                             }));
   micro::KvList small;  // on the stack
   small.add("b", "2");
   small.add("a", "1");

@@ -170,7 +170,15 @@ class KvList {
     const auto key_less = [](const micro_kv_t& a, const micro_kv_t& b) {
       return to_view(a.key) < to_view(b.key);
     };
-    std::stable_sort(items, items + size_, key_less);
+    // Stable, so the last of a repeated key stays last. Header lists are short: an insertion
+    // sort needs no buffer (std::stable_sort allocates one).
+    if (size_ <= 32) {
+      for (size_t i = 1; i < size_; ++i)
+        for (size_t j = i; j > 0 && key_less(items[j], items[j - 1]); --j)
+          std::swap(items[j], items[j - 1]);
+    } else {
+      std::stable_sort(items, items + size_, key_less);
+    }
     size_t kept = 0;
     for (size_t i = 0; i < size_; ++i) {
       if (i + 1 < size_ && to_view(items[i].key) == to_view(items[i + 1].key)) continue;
