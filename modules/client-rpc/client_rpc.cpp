@@ -13,7 +13,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <atomic>
 #include <charconv>
 #include <map>
 #include <mutex>
@@ -250,10 +249,8 @@ class RpcClient final : public micro::ClientPlugin {
     thread_ = std::thread([this] { io_.run(); });
   }
 
-  // Calls must be finished (the contract of destroy); what remains is releasing their sockets,
-  // and waiting for a call that has answered but not yet parked its socket (Call::finish).
+  // Calls must be finished (the contract of destroy); what remains is releasing their sockets.
   ~RpcClient() override {
-    while (parking_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     deadlines_.stop();
     idle_.clear();  // destroyed here: not inside any of their callbacks
     work_.reset();
@@ -373,7 +370,6 @@ class RpcClient final : public micro::ClientPlugin {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   micro::rpc_common::Deadlines<Call> deadlines_;
   IdleSockets idle_;
-  std::atomic<int> parking_{0};  // calls between their answer and parking their socket
   std::thread thread_;
 };
 
@@ -613,16 +609,17 @@ void Call::release_socket() {
 }
 
 void Call::finish(const micro::Error& error, const micro_message_t* response, bool reusable) {
-  std::unique_ptr<micro::Socket> keep;
-  std::string address;
   {
     std::lock_guard<std::recursive_mutex> lock(mutex_);
     if (finished_) return;
     finished_ = true;
     if (socket_ != nullptr) {
       if (reusable) {
-        keep = std::move(socket_);
-        address = address_;
+        // Parked before the caller has the response, so that a next call the caller starts in
+        // its callback finds this connection (and a transport can send on it inline). The
+        // response view stays valid: it is borrowed for the duration of the callback (abi.h),
+        // whatever is done with the socket meanwhile.
+        client_.park(address_, timeout_ms_, std::move(socket_));
       } else {
         socket_->close();  // abandoned mid-call (deadline): not reusable
         client_.release(std::move(*socket_));
@@ -631,14 +628,7 @@ void Call::finish(const micro::Error& error, const micro_message_t* response, bo
     }
     client_.deadlines_.remove(deadline_key_);
   }
-  if (keep == nullptr) return complete(error, response);
-  // `response` is the socket's own view: the socket is parked (and may carry another call) only
-  // once the caller has it. The client waits for this before it is destroyed, since the caller
-  // may destroy it as soon as it has its answer.
-  client_.parking_.fetch_add(1, std::memory_order_acq_rel);
   complete(error, response);
-  client_.park(address, timeout_ms_, std::move(keep));
-  client_.parking_.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 void Call::complete(const micro::Error& error, const micro_message_t* response) noexcept {
