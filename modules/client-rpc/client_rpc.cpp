@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -93,30 +94,52 @@ class IdleSockets {
 };
 
 // One call, from the first attempt to its answer. Held by the callbacks in flight.
+//
+// The request goes to the transport as a C view of the call's own strings (send_c), and the
+// response comes back as the transport's view (recv_c), which a C caller's completion receives
+// as it is: no header map is built on the way out or back.
 class Call : public std::enable_shared_from_this<Call> {
  public:
+  // Answers a C caller (`done(ctx, ...)`, exactly once) or, when `cpp_done` is set, a C++ one.
   Call(RpcClient& client, micro::Request request, micro::CallOptions options,
-       micro::ResponseCallback done);
+       micro_response_fn done, void* done_ctx, micro::ResponseCallback cpp_done = {});
   void start();
   void deadline_passed();
+  // Fails a call that could not start (start threw). Exactly once, as every finish.
+  void abort(const micro::Error& error) { finish(error, nullptr); }
 
  private:
+  // One attempt's send and then recv on its socket: the C completions' ctx. It holds the call,
+  // and its number tells a completion from an earlier attempt's socket (already given up).
+  struct Exchange {
+    std::shared_ptr<Call> call;
+    uint32_t attempt;
+  };
+  static void sent(void* ctx, const micro_error_t* error) noexcept;
+  static void received(void* ctx, const micro_error_t* error,
+                       const micro_message_t* response) noexcept;
+
   void attempt();
   void dial(const micro::Node& node);
   void send(uint32_t attempt, micro::Socket socket);
-  void received(uint32_t attempt, const micro::Error& error,
-                std::optional<micro::Message> response);
+  void received(uint32_t attempt, const micro_error_t* error, const micro_message_t* response);
   // A transport failure on this attempt's node: try another node if that is safe, else give up.
   void failed(uint32_t attempt, micro::Error error, bool request_sent);
-  // `reusable`: the exchange completed, so the socket may carry the next call.
-  void finish(const micro::Error& error, micro::Message response, bool reusable = false);
+  // `response`: the answer (NULL with an error), borrowed for the call. `reusable`: the exchange
+  // completed, so the socket may carry the next call.
+  void finish(const micro::Error& error, const micro_message_t* response, bool reusable = false);
+  void complete(const micro::Error& error, const micro_message_t* response) noexcept;
   void release_socket();
   uint64_t remaining_ms() const;
 
   RpcClient& client_;
-  micro::Request request_;
+  const micro::Request request_;  // its schemas are not kept: the client reads none
+  const std::string path_;        // ":path", "/" + the endpoint
+  std::vector<std::string> meta_keys_;  // "micro-meta-" + each metadata key, in order
   micro::CallOptions options_;
-  micro::ResponseCallback done_;
+  micro_response_fn done_fn_;
+  void* done_ctx_;
+  micro::ResponseCallback cpp_done_;
   const std::string call_id_;
   uint64_t timeout_ms_ = 0;  // the whole call's; sockets are dialed with it
   Clock::time_point deadline_;
@@ -236,12 +259,40 @@ class RpcClient final : public micro::ClientPlugin {
 
   void call(micro::Request request, const micro::CallOptions& options,
             micro::ResponseCallback done) override {
-    if (request.service.empty() && options.address.empty())
-      return done(micro::Error::bad_request("a call needs a service name or an address"), {});
-    if (request.endpoint.empty())
-      return done(micro::Error::bad_request("a call needs an endpoint (\"Greeter.Hello\")"), {});
+    if (micro::Error invalid = check(request, options); !invalid.ok()) return done(invalid, {});
     if (request.content_type.empty()) request.content_type = content_type_;
-    std::make_shared<Call>(*this, std::move(request), options, std::move(done))->start();
+    request.request_schema.reset();
+    request.response_schema.reset();
+    std::make_shared<Call>(*this, std::move(request), options, nullptr, nullptr, std::move(done))
+        ->start();
+  }
+
+  // The C caller's call (every call through the ABI): the request's strings are copied for the
+  // attempts, and the response reaches `on_response` as the transport's own view.
+  bool call_c(const micro_request_t& request, const micro_call_options_t* options,
+              micro_response_fn on_response, void* ctx) noexcept override {
+    std::shared_ptr<Call> call;
+    micro::Error error = micro::detail::guarded([&] {
+      micro::Request r;  // no schemas: the client reads none
+      r.service = micro::to_view(request.service);
+      r.endpoint = micro::to_view(request.endpoint);
+      r.content_type = micro::to_view(request.content_type);
+      r.accept = micro::to_view(request.accept);
+      r.metadata = micro::from_c(request.metadata);
+      r.body = micro::to_view(request.body);
+      micro::CallOptions o = micro::from_c(options);
+      if (micro::Error invalid = check(r, o); !invalid.ok()) throw micro::Exception(invalid);
+      if (r.content_type.empty()) r.content_type = content_type_;
+      call = std::make_shared<Call>(*this, std::move(r), std::move(o), on_response, ctx);
+    });
+    if (call == nullptr) {
+      const micro_error_t view = error.view();
+      on_response(ctx, &view, nullptr);
+      return true;
+    }
+    error = micro::detail::guarded([&] { call->start(); });
+    if (!error.ok()) call->abort(error);
+    return true;
   }
 
   void stream(micro::Request request, const micro::CallOptions& options,
@@ -262,6 +313,14 @@ class RpcClient final : public micro::ClientPlugin {
 
   // ---- used by calls ----
 
+  static micro::Error check(const micro::Request& request, const micro::CallOptions& options) {
+    if (request.service.empty() && options.address.empty())
+      return micro::Error::bad_request("a call needs a service name or an address");
+    if (request.endpoint.empty())
+      return micro::Error::bad_request("a call needs an endpoint (\"Greeter.Hello\")");
+    return {};
+  }
+
   micro::Message request_message(const micro::Request& request, uint64_t timeout_ms) const {
     micro::Message m;
     m.header[":path"] = "/" + request.endpoint;
@@ -278,6 +337,13 @@ class RpcClient final : public micro::ClientPlugin {
     const int32_t code = std::atoi(status.c_str());
     const std::string json = micro::header_value(response, "micro-error");
     return micro::error_from_json(json.empty() ? response.body : json, code > 0 ? code : 500);
+  }
+  // The same, read from a received view.
+  static micro::Error response_error(const micro_message_t& response, std::string_view status) {
+    const int32_t code = std::atoi(std::string(status).c_str());
+    const std::string_view json = micro::find_value(response.header, "micro-error");
+    return micro::error_from_json(json.empty() ? micro::to_view(response.body) : json,
+                                  code > 0 ? code : 500);
   }
   // Sockets may not be destroyed inside their own callbacks: release them on the client's thread.
   void release(micro::Socket socket) {
@@ -360,12 +426,17 @@ void StreamOpen::fail(const micro::Error& error) {
 }
 
 Call::Call(RpcClient& client, micro::Request request, micro::CallOptions options,
-           micro::ResponseCallback done)
+           micro_response_fn done, void* done_ctx, micro::ResponseCallback cpp_done)
     : client_(client),
       request_(std::move(request)),
+      path_("/" + request_.endpoint),
       options_(std::move(options)),
-      done_(std::move(done)),
+      done_fn_(done),
+      done_ctx_(done_ctx),
+      cpp_done_(std::move(cpp_done)),
       call_id_(micro::random_hex(8)) {
+  meta_keys_.reserve(request_.metadata.size());
+  for (const auto& [key, value] : request_.metadata) meta_keys_.push_back("micro-meta-" + key);
   timeout_ms_ = options_.timeout_ms != 0 ? options_.timeout_ms
                                          : static_cast<uint64_t>(client_.timeout_ms_);
   deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms_);
@@ -383,7 +454,7 @@ void Call::start() {
 void Call::deadline_passed() {
   finish(micro::Error::timeout("call to " + request_.service + " " + request_.endpoint +
                                " timed out after " + std::to_string(timeout_ms_) + " ms"),
-         {});
+         nullptr);
 }
 
 uint64_t Call::remaining_ms() const {
@@ -397,8 +468,9 @@ void Call::attempt() {
   micro::SelectOptions select;
   select.exclude_node_ids = tried_;
   client_.selector_.select(request_.service, select,
-                           [self = shared_from_this()](const micro::Error& error, micro::Node node) {
-                             if (!error.ok()) return self->finish(error, {});
+                           [self = shared_from_this()](const micro::Error& error,
+                                                       const micro::Node& node) {
+                             if (!error.ok()) return self->finish(error, nullptr);
                              self->dial(node);
                            });
 }
@@ -434,21 +506,47 @@ void Call::send(uint32_t attempt, micro::Socket socket) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   if (finished_ || attempt != attempt_) return client_.release(std::move(socket));
   socket_ = std::make_unique<micro::Socket>(std::move(socket));
-  micro::Message message = client_.request_message(request_, remaining_ms());
-  message.header["micro-id"] = call_id_;
-  socket_->send(message, [self = shared_from_this(), attempt](const micro::Error& error) {
-    std::lock_guard<std::recursive_mutex> lock(self->mutex_);
-    if (self->finished_ || self->socket_ == nullptr || attempt != self->attempt_) return;
-    if (!error.ok()) return self->failed(attempt, error, true);
-    self->socket_->recv([self, attempt](const micro::Error& error,
-                                        std::optional<micro::Message> response) {
-      self->received(attempt, error, std::move(response));
-    });
+  // The request's headers (docs/rpc-wire.md) as views of this call's strings, in strictly
+  // ascending key order with unique keys, as a MessageView lists a map (transports may rely on
+  // it). They are added nearly in that order already; sort_unique makes sure.
+  char timeout[24];
+  const auto printed = std::to_chars(timeout, timeout + sizeof(timeout), remaining_ms());
+  micro::KvList header;
+  header.add(":path", path_);
+  if (!request_.accept.empty()) header.add("accept", request_.accept);
+  header.add("content-type", request_.content_type);
+  header.add("micro-endpoint", request_.endpoint);
+  header.add("micro-id", call_id_);
+  size_t i = 0;
+  for (const auto& [key, value] : request_.metadata) header.add(meta_keys_[i++], value);
+  header.add("micro-service", request_.service);
+  header.add("micro-timeout", std::string_view(timeout, static_cast<size_t>(printed.ptr - timeout)));
+  header.sort_unique();
+  const micro_message_t message{sizeof(micro_message_t), header.c(),
+                                micro::to_c_bytes(request_.body)};
+  socket_->send_c(message, &Call::sent, new Exchange{shared_from_this(), attempt});
+}
+
+void Call::sent(void* ctx, const micro_error_t* error) noexcept {
+  std::unique_ptr<Exchange> exchange(static_cast<Exchange*>(ctx));
+  Call& self = *exchange->call;
+  (void)micro::detail::guarded([&] {
+    std::lock_guard<std::recursive_mutex> lock(self.mutex_);
+    if (self.finished_ || self.socket_ == nullptr || exchange->attempt != self.attempt_) return;
+    if (error != nullptr) return self.failed(exchange->attempt, micro::Error::from_c(error), true);
+    self.socket_->recv_c(&Call::received, exchange.release());
   });
 }
 
-void Call::received(uint32_t attempt, const micro::Error& error,
-                    std::optional<micro::Message> response) {
+void Call::received(void* ctx, const micro_error_t* error,
+                    const micro_message_t* response) noexcept {
+  const std::unique_ptr<Exchange> exchange(static_cast<Exchange*>(ctx));
+  (void)micro::detail::guarded(
+      [&] { exchange->call->received(exchange->attempt, error, response); });
+}
+
+void Call::received(uint32_t attempt, const micro_error_t* error,
+                    const micro_message_t* response) {
   std::string node_id, address;
   {
     std::lock_guard<std::recursive_mutex> lock(mutex_);
@@ -456,16 +554,18 @@ void Call::received(uint32_t attempt, const micro::Error& error,
     node_id = node_id_;
     address = address_;
   }
-  if (!error.ok() || !response)
-    return failed(attempt, error.ok() ? micro::Error::unavailable(address + " closed the "
-                                                                  "connection without answering")
-                                      : error,
+  if (error != nullptr || response == nullptr)
+    return failed(attempt,
+                  error != nullptr ? micro::Error::from_c(error)
+                                   : micro::Error::unavailable(address + " closed the connection "
+                                                                         "without answering"),
                   true);
   client_.selector_.mark(request_.service, node_id, {});  // the node answered: it is alive
-  const std::string status = micro::header_value(*response, ":status");
-  if (status == "200") return finish({}, std::move(*response), true);
+  const micro_message_t m = micro::read_struct(response);
+  const std::string_view status = micro::find_value(m.header, ":status");
+  if (status == "200") return finish({}, response, true);
   // A handler's own error is never retried: it answered.
-  finish(RpcClient::response_error(*response, status), {}, true);
+  finish(RpcClient::response_error(m, status), nullptr, true);
 }
 
 void Call::failed(uint32_t attempt, micro::Error error, bool request_sent) {
@@ -491,7 +591,7 @@ void Call::failed(uint32_t attempt, micro::Error error, bool request_sent) {
       attempt_number = static_cast<uint32_t>(tried_.size());
     }
   }
-  if (!retry) return finish(error, {});
+  if (!retry) return finish(error, nullptr);
   client_.log_.debug("retrying ", request_.endpoint, " of ", request_.service, " after ",
                      error.to_string(), " on ", address);
   const auto backoff = std::chrono::milliseconds(client_.backoff_ms_ * attempt_number);
@@ -508,13 +608,17 @@ void Call::release_socket() {
   socket_.reset();
 }
 
-void Call::finish(const micro::Error& error, micro::Message response, bool reusable) {
+void Call::finish(const micro::Error& error, const micro_message_t* response, bool reusable) {
   {
     std::lock_guard<std::recursive_mutex> lock(mutex_);
     if (finished_) return;
     finished_ = true;
     if (socket_ != nullptr) {
       if (reusable) {
+        // Parked before the caller has the response, so that a next call the caller starts in
+        // its callback finds this connection (and a transport can send on it inline). The
+        // response view stays valid: it is borrowed for the duration of the callback (abi.h),
+        // whatever is done with the socket meanwhile.
         client_.park(address_, timeout_ms_, std::move(socket_));
       } else {
         socket_->close();  // abandoned mid-call (deadline): not reusable
@@ -524,7 +628,24 @@ void Call::finish(const micro::Error& error, micro::Message response, bool reusa
     }
     client_.deadlines_.remove(deadline_key_);
   }
-  done_(error, std::move(response));
+  complete(error, response);
+}
+
+void Call::complete(const micro::Error& error, const micro_message_t* response) noexcept {
+  if (cpp_done_) {
+    (void)micro::detail::guarded([&] {
+      micro::Message message;
+      if (error.ok() && response != nullptr) message = micro::from_c(response);
+      cpp_done_(error, std::move(message));
+    });
+    return;
+  }
+  if (!error.ok()) {
+    const micro_error_t view = error.view();
+    return done_fn_(done_ctx_, &view, nullptr);
+  }
+  const micro_message_t empty{sizeof(micro_message_t), {nullptr, 0}, {nullptr, 0}};
+  done_fn_(done_ctx_, nullptr, response != nullptr ? response : &empty);
 }
 
 }  // namespace

@@ -37,11 +37,25 @@ micro::Metadata metadata_of(const micro::Message& request) {
   return out;
 }
 
+// The same from a received C list (the last of a repeated key wins, as from_c reads it); no map
+// is built for a request without metadata.
+micro::Metadata metadata_of(micro_metadata_t header) {
+  micro::Metadata out;
+  const std::string_view prefix = kMetaPrefix;
+  for (size_t i = 0; i < header.count && header.items != nullptr; ++i) {
+    const std::string_view key = micro::to_view(header.items[i].key);
+    if (key.size() > prefix.size() && key.compare(0, prefix.size(), prefix) == 0)
+      out.insert_or_assign(std::string(key.substr(prefix.size())),
+                           std::string(micro::to_view(header.items[i].value)));
+  }
+  return out;
+}
+
 // "/Greeter.Hello", "/greeter/Greeter.Hello?x=1" -> "Greeter.Hello".
-std::string endpoint_from_path(std::string path) {
+std::string_view endpoint_from_path(std::string_view path) {
   path = path.substr(0, path.find('?'));
   const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
 // The response for an error, as docs/rpc-wire.md gives it.
@@ -66,17 +80,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Destroys the socket (its pending operations complete first), then tells the server one
   // connection fewer can call it back.
   ~Connection();
+  // Receives the next request, read by dispatch from the transport's view.
   void serve_next();
   void send(const micro::Message& message, micro::Done done) { socket_.send(message, std::move(done)); }
+  // Sends a unary call's answer (borrowed for the call), then serves the next request.
+  void send_answer(const micro_message_t& answer);
   micro::Socket& socket() { return socket_; }
   void close() { socket_.close(); }
   bool closed() const { return closed_.load(); }
   void mark_closed() { closed_ = true; }
 
  private:
+  static void received(void* ctx, const micro_error_t* error,
+                       const micro_message_t* message) noexcept;
+  static void sent(void* ctx, const micro_error_t* error) noexcept;
+
   RpcServer& server_;
   micro::Socket socket_;
   std::atomic<bool> closed_{false};
+  // This connection, held by its pending recv and send (one of each at most): their C
+  // completions' ctx is the connection itself, so nothing is boxed per call.
+  std::shared_ptr<Connection> recv_hold_, send_hold_;
 };
 
 // What one unary call needs until it is answered: by the handler, or by the deadline.
@@ -255,7 +279,7 @@ class RpcServer final : public micro::ServerPlugin {
 
   // ---- used by connections ----
 
-  void dispatch(const std::shared_ptr<Connection>& connection, micro::Message request);
+  void dispatch(const std::shared_ptr<Connection>& connection, const micro_message_t& request);
   // A socket may not be destroyed inside its own callbacks, so an ended connection waits in
   // ended_: the next accept releases it (on a transport thread, outside its callbacks), or else a
   // sweep on the timer thread, at most kSweep later. The timer thread is woken once per sweep,
@@ -417,7 +441,7 @@ class RpcServer final : public micro::ServerPlugin {
   bool started_ = false, stopping_ = false;
   std::atomic<int64_t> in_flight_{0};
   // Filled before start and only read after it (handle() refuses later adds): read unlocked.
-  std::map<std::string, std::shared_ptr<micro::EndpointHandler>> endpoints_;
+  std::map<std::string, std::shared_ptr<micro::EndpointHandler>, std::less<>> endpoints_;
   std::vector<Subscription> subscriptions_;
   std::set<std::shared_ptr<Connection>> connections_;
   std::shared_ptr<asio::steady_timer> reregister_;
@@ -439,54 +463,90 @@ Connection::~Connection() {
 }
 
 void Connection::serve_next() {
-  auto self = shared_from_this();
-  socket_.recv([self](const micro::Error& error, std::optional<micro::Message> message) {
-    if (!error.ok() || !message) {
+  recv_hold_ = shared_from_this();
+  socket_.recv_c(&Connection::received, this);
+}
+
+void Connection::received(void* ctx, const micro_error_t* error,
+                          const micro_message_t* message) noexcept {
+  const std::shared_ptr<Connection> self = std::move(static_cast<Connection*>(ctx)->recv_hold_);
+  (void)micro::detail::guarded([&] {
+    if (error != nullptr || message == nullptr) {
       self->mark_closed();
       return self->server_.connection_ended(self);
     }
-    self->server_.dispatch(self, std::move(*message));
+    self->server_.dispatch(self, micro::read_struct(message));
   });
 }
 
-// Sends the answer of one call (the handler's, or the deadline's 408) exactly once.
+void Connection::send_answer(const micro_message_t& answer) {
+  send_hold_ = shared_from_this();
+  socket_.send_c(answer, &Connection::sent, this);
+}
+
+void Connection::sent(void* ctx, const micro_error_t* error) noexcept {
+  const std::shared_ptr<Connection> self = std::move(static_cast<Connection*>(ctx)->send_hold_);
+  (void)micro::detail::guarded([&] {
+    self->server_.call_finished();
+    if (error != nullptr) return self->server_.connection_ended(self);
+    self->serve_next();
+  });
+}
+
+// Sends the answer of one call (the handler's `response`, borrowed for the call, or `error`:
+// the handler's or the deadline's 408) exactly once. The handler's answer goes out as views of
+// its own headers and body, with ours added (docs/rpc-wire.md): no map, no copy of the body
+// unless the codec translates it.
 void answer(RpcServer& server, const std::shared_ptr<CallState>& call, const micro::Error& error,
-            micro::Message response) {
+            const micro_message_t* response) {
   {
     std::lock_guard<std::mutex> lock(call->mutex);
     if (call->answered) return;
     call->answered = true;
     if (call->timeout_ms > 0) server.deadlines().remove(call->deadline_key);
   }
-  micro::Message out;
-  if (!error.ok()) {
-    out = error_message(micro::Error(error).with_id(server.service_name()), call->call_id);
-  } else {
-    out.header = std::move(response.header);
-    if (call->response_schema) {
-      micro::Error encoded = call->response_codec.encode(
-          call->response_type, response.body, call->response_schema.get(), out.body);
-      if (!encoded.ok()) {
-        out = error_message(micro::Error::internal("cannot encode the response of " +
-                                                   call->endpoint + ": " + encoded.detail()),
-                            call->call_id);
-      } else {
-        out.header["content-type"] = call->response_type;
-      }
-    } else {
-      out.body = std::move(response.body);
-      if (out.header.count("content-type") == 0) out.header["content-type"] = call->response_type;
-    }
-    out.header[":status"] = "200";
-    if (!call->call_id.empty()) out.header["micro-id"] = call->call_id;
+  const micro_message_t handler_answer =
+      response != nullptr ? micro::read_struct(response)
+                          : micro_message_t{sizeof(micro_message_t), {nullptr, 0}, {nullptr, 0}};
+  micro::Error failure;
+  if (!error.ok()) failure = micro::Error(error).with_id(server.service_name());
+  std::string encoded;
+  const bool typed = error.ok() && call->response_schema != nullptr;
+  if (typed) {
+    micro::Error e = call->response_codec.encode(call->response_type,
+                                                 micro::to_view(handler_answer.body),
+                                                 call->response_schema.get(), encoded);
+    if (!e.ok())
+      failure = micro::Error::internal("cannot encode the response of " + call->endpoint + ": " +
+                                       e.detail());
   }
-  out.header["micro-node"] = server.node_id();
-  auto connection = call->connection;
-  connection->send(out, [&server, connection](const micro::Error& sent) {
-    server.call_finished();
-    if (!sent.ok()) return server.connection_ended(connection);
-    connection->serve_next();
-  });
+  if (!failure.ok()) {
+    micro::Message out = error_message(failure, call->call_id);
+    out.header["micro-node"] = server.node_id();
+    const micro::MessageView view(out);
+    return call->connection->send_answer(*view.c());
+  }
+  // The handler's headers, less those we set; a list from any C handler may repeat a key (the
+  // last wins, as from_c reads it) and come in any order: sort_unique settles both.
+  micro::KvList header;
+  bool has_content_type = false;
+  const micro_metadata_t theirs = handler_answer.header;
+  for (size_t i = 0; i < theirs.count && theirs.items != nullptr; ++i) {
+    const std::string_view key = micro::to_view(theirs.items[i].key);
+    if (key == ":status" || key == "micro-node" || (key == "micro-id" && !call->call_id.empty()) ||
+        (key == "content-type" && typed))
+      continue;
+    has_content_type = has_content_type || key == "content-type";
+    header.add(key, micro::to_view(theirs.items[i].value));
+  }
+  if (!has_content_type) header.add("content-type", call->response_type);
+  header.add(":status", "200");
+  if (!call->call_id.empty()) header.add("micro-id", call->call_id);
+  header.add("micro-node", server.node_id());
+  header.sort_unique();
+  const micro_message_t out{sizeof(micro_message_t), header.c(),
+                            typed ? micro::to_c_bytes(encoded) : handler_answer.body};
+  call->connection->send_answer(out);
 }
 
 // The handler's side of a unary call.
@@ -495,7 +555,16 @@ class RpcReply final : public micro::ReplyImpl {
   RpcReply(RpcServer& server, std::shared_ptr<CallState> call)
       : server_(server), call_(std::move(call)) {}
   void send(const micro::Error& error, micro::Message response) override {
-    answer(server_, call_, error, std::move(response));
+    const micro::MessageView view(response);
+    answer(server_, call_, error, error.ok() ? view.c() : nullptr);
+  }
+  // A C handler's answer (every handler's, through the ABI): read from its own view.
+  bool send_c(const micro_error_t* error, const micro_message_t* response) noexcept override {
+    const micro::Error failed = micro::detail::guarded([&] {
+      answer(server_, call_, micro::Error::from_c(error), error == nullptr ? response : nullptr);
+    });
+    if (!failed.ok()) (void)micro::detail::guarded([&] { answer(server_, call_, failed, nullptr); });
+    return true;
   }
   bool cancelled() const override {
     std::lock_guard<std::mutex> lock(call_->mutex);
@@ -507,25 +576,26 @@ class RpcReply final : public micro::ReplyImpl {
   std::shared_ptr<CallState> call_;
 };
 
-void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::Message request) {
-  std::string_view endpoint_view = micro::header_view(request, "micro-endpoint");
-  std::string endpoint = endpoint_view.empty()
-                             ? endpoint_from_path(std::string(micro::header_view(request, ":path")))
-                             : std::string(endpoint_view);
-  std::string content_type(micro::header_view(request, "content-type"));
+void RpcServer::dispatch(const std::shared_ptr<Connection>& connection,
+                         const micro_message_t& request) {
+  // Read from the transport's view: no Message is built for a unary call.
+  const micro_metadata_t header = request.header;
+  std::string_view endpoint = micro::find_value(header, "micro-endpoint");
+  if (endpoint.empty()) endpoint = endpoint_from_path(micro::find_value(header, ":path"));
+  std::string_view content_type = micro::find_value(header, "content-type");
   if (content_type.empty()) content_type = default_type_;
-  const std::string_view accept = micro::header_view(request, "accept");
-  const bool stream = micro::header_view(request, "micro-stream") == "1";
+  const std::string_view accept = micro::find_value(header, "accept");
+  const bool stream = micro::find_value(header, "micro-stream") == "1";
 
   // One call state serves both outcomes: an error answered here, or the handler's answer.
   auto call = std::make_shared<CallState>();
   call->server = this;
   call->connection = connection;
-  call->call_id = micro::header_view(request, "micro-id");
+  call->call_id = micro::find_value(header, "micro-id");
   call->endpoint = endpoint;
   auto fail = [&](const micro::Error& error) {
     ++in_flight_;
-    answer(*this, call, micro::Error(error).with_id(service_.name), {});
+    answer(*this, call, error, nullptr);
   };
 
   std::shared_ptr<micro::EndpointHandler> handler;
@@ -533,12 +603,12 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
   if (handler == nullptr) {
     std::string known;
     for (const auto& [name, h] : endpoints_) known += (known.empty() ? "" : ", ") + name;
-    return fail(micro::Error::not_found("endpoint '" + endpoint + "' not found on service '" +
+    return fail(micro::Error::not_found("endpoint '" + call->endpoint + "' not found on service '" +
                                         service_.name + "' (it serves: " + known + ")"));
   }
-  if (stream) return dispatch_stream(connection, std::move(request), handler);
+  if (stream) return dispatch_stream(connection, micro::from_c(&request), handler);
   if (handler->flags & MICRO_ENDPOINT_STREAMING)
-    return fail(micro::Error::bad_request("endpoint '" + endpoint +
+    return fail(micro::Error::bad_request("endpoint '" + call->endpoint +
                                           "' is a stream: open it with Micro-Stream: 1"));
   if (in_flight_.load() >= max_calls_)
     return fail(micro::Error::unavailable("server busy: " + std::to_string(max_calls_) +
@@ -548,9 +618,9 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
 
   micro::Request req;
   req.service = service_.name;
-  req.endpoint = std::move(endpoint);
+  req.endpoint = call->endpoint;
   req.accept = accept;
-  req.metadata = metadata_of(request);
+  req.metadata = metadata_of(header);
   req.request_schema = handler->request_schema;
   req.response_schema = handler->response_schema;
   if (handler->request_schema) {
@@ -562,16 +632,17 @@ void RpcServer::dispatch(const std::shared_ptr<Connection>& connection, micro::M
     call->response_type = reply_codec.value.first;
     call->response_codec = reply_codec.value.second;
     micro::Error decoded =
-        codec.value.decode(content_type, request.body, handler->request_schema.get(), req.body);
+        codec.value.decode(content_type, micro::to_view(request.body),
+                           handler->request_schema.get(), req.body);
     if (!decoded.ok()) return fail(decoded);
     req.content_type = kCanonical;
   } else {
     req.content_type = content_type;
-    req.body = std::move(request.body);
-    call->response_type = accept.empty() || accept == "*/*" ? content_type : std::string(accept);
+    req.body = micro::to_view(request.body);
+    call->response_type = std::string(accept.empty() || accept == "*/*" ? content_type : accept);
   }
   ++in_flight_;
-  if (const std::string_view timeout = micro::header_view(request, "micro-timeout");
+  if (const std::string_view timeout = micro::find_value(header, "micro-timeout");
       !timeout.empty()) {
     const long ms = std::strtol(std::string(timeout).c_str(), nullptr, 10);
     if (ms > 0) {
@@ -596,7 +667,7 @@ void CallState::deadline_passed() {
   answer(*server, shared_from_this(),
          micro::Error::timeout(endpoint + " did not answer within the caller's deadline of " +
                                std::to_string(timeout_ms) + " ms"),
-         {});
+         nullptr);
 }
 
 // The handler's side of a stream: frames in the stream's content type, translated to and from

@@ -1173,3 +1173,134 @@ TEST(Metadata, FromCKeepsEveryPairWhateverTheOrderAndTheLastOfARepeatedKeyWins) 
   const micro::MetadataView view(original);
   EXPECT_EQ(micro::from_c(view.c()), original);
 }
+
+TEST(Metadata, FindValueReadsTheLastOfARepeatedKeyAsFromCDoes) {
+  const micro_kv_t items[] = {{micro::to_c("b"), micro::to_c("x")},
+                              {micro::to_c("a"), micro::to_c("1")},
+                              {micro::to_c("b"), micro::to_c("2")}};
+  const micro_metadata_t list{items, 3};
+  EXPECT_EQ(micro::find_value(list, "b"), "2");
+  EXPECT_EQ(micro::find_value(list, "b"), micro::from_c(list).at("b"));
+  EXPECT_EQ(micro::find_value(list, "a"), "1");
+  EXPECT_EQ(micro::find_item(list, "B"), nullptr) << "keys match exactly";
+  EXPECT_EQ(micro::find_value(micro_metadata_t{nullptr, 0}, "a"), "");
+}
+
+TEST(Metadata, KvListSortsLikeAMapViewKeepingTheLastOfARepeatedKey) {
+  // More entries than fit on the stack, in no order, one key three times.
+  const std::vector<std::pair<std::string, std::string>> added = {
+      {"k5", "5"}, {"k1", "1"}, {"dup", "first"}, {"k9", "9"}, {"k3", "3"}, {"dup", "second"},
+      {"k7", "7"}, {"k2", "2"}, {"k8", "8"}, {"dup", "last"}, {"k4", "4"}};
+  micro::KvList list;
+  micro::Metadata expected;
+  for (const auto& [key, value] : added) {
+    list.add(key, value);
+    expected.insert_or_assign(key, value);
+  }
+  list.sort_unique();
+  const micro::MetadataView view(expected);
+  const micro_metadata_t got = list.c(), want = view.c();
+  ASSERT_EQ(got.count, want.count);
+  for (size_t i = 0; i < got.count; ++i) {
+    EXPECT_EQ(micro::to_view(got.items[i].key), micro::to_view(want.items[i].key)) << i;
+    EXPECT_EQ(micro::to_view(got.items[i].value), micro::to_view(want.items[i].value)) << i;
+  }
+  micro::KvList many;  // past the insertion sort: keys in reverse, one repeated
+  micro::Metadata many_expected;
+  std::vector<std::string> keys, values;  // the list borrows them
+  for (int i = 39; i >= 0; --i) keys.push_back("k" + std::to_string(100 + i));
+  keys.push_back("k120");
+  for (size_t i = 0; i < keys.size(); ++i)
+    values.push_back(keys[i] + (i + 1 == keys.size() ? "-last" : ""));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    many.add(keys[i], values[i]);
+    many_expected.insert_or_assign(keys[i], values[i]);
+  }
+  many.sort_unique();
+  EXPECT_EQ(many.size(), 40u);
+  EXPECT_EQ(micro::from_c(many.c()), many_expected);
+  EXPECT_TRUE(std::is_sorted(many.c().items, many.c().items + many.size(),
+                             [](const micro_kv_t& a, const micro_kv_t& b) {
+                               return micro::to_view(a.key) < micro::to_view(b.key);
+                             }));
+  micro::KvList small;  // on the stack
+  small.add("b", "2");
+  small.add("a", "1");
+  small.add("b", "3");
+  small.sort_unique();
+  EXPECT_EQ(micro::from_c(small.c()), (micro::Metadata{{"a", "1"}, {"b", "3"}}));
+  EXPECT_EQ(small.size(), 2u);
+}
+
+TEST(Client, CallViewHandsTheResponseAsAViewDirectlyOrThroughWrappers) {
+  Instance<micro_client_t> instance(create<EchoClient, micro_client_t>());
+  micro::Client client(instance.handle());
+  micro::Request request;
+  request.service = "greeter";
+  request.endpoint = "Greeter.Hello";
+  request.body = "bob";
+  std::vector<std::string> seen;
+  auto record = [&](const Error& error, const micro_message_t* response) {
+    ASSERT_TRUE(error.ok()) << error.to_string();
+    ASSERT_NE(response, nullptr);
+    const Message m = micro::from_c(response);
+    seen.push_back(m.header.at("endpoint") + ":" + m.body);
+  };
+  client.call_view(request, {}, record);
+  int wrapped = 0;
+  micro::Client with = client.with([&](micro::CallFunction next) -> micro::CallFunction {
+    return [&, next](const micro::Request& r, const micro::CallOptions& o,
+                     micro::ResponseCallback done) {
+      ++wrapped;
+      next(r, o, std::move(done));
+    };
+  });
+  with.call_view(request, {}, record);
+  EXPECT_EQ(seen, (std::vector<std::string>{"Greeter.Hello:bob", "Greeter.Hello:bob"}));
+  EXPECT_EQ(wrapped, 1);
+  request.endpoint = "Throw.Now";
+  Error failed;
+  client.call_view(request, {}, [&](const Error& error, const micro_message_t* response) {
+    failed = error;
+    EXPECT_EQ(response, nullptr);
+  });
+  EXPECT_EQ(failed.code(), 500);
+}
+
+TEST(Server, HandlerSharesItsEndpointsSchemaAndCopiesAnotherOne) {
+  Instance<micro_server_t> instance(create<LocalServer, micro_server_t>());
+  micro::Server server(instance.handle());
+  const auto schema = std::make_shared<micro::Schema>(micro::Schema{"fds", "greeter.Request"});
+  std::vector<std::shared_ptr<const micro::Schema>> seen;
+  micro::EndpointHandler e;
+  e.name = "E.P";
+  e.request_schema = schema;
+  e.on_call = [&](micro::Request request, micro::Reply reply) {
+    seen.push_back(request.request_schema);
+    // Answered from views, as a typed endpoint answers.
+    const micro_kv_t header[] = {{micro::to_c("content-type"), micro::to_c("text/plain")}};
+    EXPECT_TRUE(reply.send_c(micro_message_t{sizeof(micro_message_t), {header, 1},
+                                             micro::to_c_bytes(request.body)}));
+    EXPECT_FALSE(reply.send_c(micro_message_t{sizeof(micro_message_t), {nullptr, 0}, {}}));
+  };
+  ASSERT_TRUE(server.handle(std::move(e)).ok());
+  auto& local = instance.plugin<LocalServer>();
+
+  micro::Request same = request_with_body("one");  // an equal copy, as a server module holds
+  same.request_schema = std::make_shared<micro::Schema>(*schema);
+  const auto first = local.serve("E.P", same);
+  micro::Request other = request_with_body("two");
+  other.request_schema = std::make_shared<micro::Schema>(micro::Schema{"fds2", "other.Request"});
+  const auto second = local.serve("E.P", other);
+
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].get(), schema.get());
+  ASSERT_NE(seen[1], nullptr);
+  EXPECT_NE(seen[1].get(), schema.get());
+  EXPECT_EQ(seen[1]->file_descriptor_set, "fds2");
+  EXPECT_EQ(seen[1]->message_name, "other.Request");
+  EXPECT_EQ(first->sends, 1);
+  EXPECT_EQ(first->response.body, "one");
+  EXPECT_EQ(first->response.header.at("content-type"), "text/plain");
+  EXPECT_EQ(second->response.body, "two");
+}

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -110,6 +111,32 @@ class Rpc : public ::testing::TestWithParam<Carrier> {
       reply.send(m);
     };
     ASSERT_TRUE(guarded.handle(std::move(admin)).ok());
+
+    // "Test.Meta" answers with the metadata it received, as "key=value;" in key order.
+    micro::EndpointHandler meta;
+    meta.name = "Test.Meta";
+    meta.on_call = [](micro::Request request, micro::Reply reply) {
+      micro::Message m;
+      for (const auto& [key, value] : request.metadata) m.body += key + "=" + value + ";";
+      reply.send(m);
+    };
+    ASSERT_TRUE(server_.handle(std::move(meta)).ok());
+    // "Test.RawHeaders" answers as a C handler may: through the C reply, with headers out of
+    // order, a repeated key, and values for headers the server sets itself.
+    micro::EndpointHandler raw;
+    raw.name = "Test.RawHeaders";
+    raw.on_call = [](micro::Request, micro::Reply reply) {
+      const micro_reply_t c = reply.release();
+      const micro_kv_t header[] = {{micro::to_c("x-b"), micro::to_c("first")},
+                                   {micro::to_c("micro-node"), micro::to_c("not-the-node")},
+                                   {micro::to_c("x-a"), micro::to_c("A")},
+                                   {micro::to_c(":status"), micro::to_c("500")},
+                                   {micro::to_c("x-b"), micro::to_c("last")}};
+      const std::string body = R"({"raw":true})";
+      const micro_message_t m{sizeof(micro_message_t), {header, 5}, micro::to_c_bytes(body)};
+      c.vtable->send(c.self, nullptr, &m);
+    };
+    ASSERT_TRUE(server_.handle(std::move(raw)).ok());
   }
 
   micro::Result<micro::Message> call_json(const std::string& endpoint, const std::string& body,
@@ -346,6 +373,68 @@ TEST_P(Rpc, ClientWrappersRunInOrderAndCanAnswerWithoutCalling) {
                                              "outer<401"}));
   EXPECT_TRUE(wrapped_.snapshot().empty()) << "the refused call never reached the server";
   EXPECT_TRUE(client_.call(admin).error.code() == 403) << "the unwrapped client is unchanged";
+}
+
+// A C caller's metadata list may come in any order and repeat a key: the handler sees each key
+// once, with the last value given (as micro::from_c reads a list), whatever the order.
+TEST_P(Rpc, RawCCallersMetadataArrivesInAnyOrderWithTheLastOfARepeatedKey) {
+  const micro_client_t client = stack_->client();
+  const micro_kv_t metadata[] = {{micro::to_c("zeta"), micro::to_c("z")},
+                                 {micro::to_c("trace"), micro::to_c("t-1")},
+                                 {micro::to_c("alpha"), micro::to_c("a")},
+                                 {micro::to_c("trace"), micro::to_c("t-2")}};
+  const std::string body = "{}";
+  micro_request_t request{};
+  request.struct_size = sizeof(micro_request_t);
+  request.service = micro::to_c("test");
+  request.endpoint = micro::to_c("Test.Meta");
+  request.content_type = micro::to_c("application/json");
+  request.metadata = micro_metadata_t{metadata, 4};
+  request.body = micro::to_c_bytes(body);
+  struct Answer {
+    std::promise<std::pair<int32_t, std::string>> promise;
+  } answer;
+  client.vtable->call(
+      client.self, &request, nullptr,
+      [](void* ctx, const micro_error_t* error, const micro_message_t* response) {
+        auto* a = static_cast<Answer*>(ctx);
+        if (error != nullptr) return a->promise.set_value({error->code, ""});
+        a->promise.set_value({0, std::string(micro::to_view(response->body))});
+      },
+      &answer);
+  auto future = answer.promise.get_future();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
+  const auto [code, answered] = future.get();
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(answered, "alpha=a;trace=t-2;zeta=z;");
+
+  micro::Request typed;  // and from C++: the same keys in map order
+  typed.service = "test";
+  typed.endpoint = "Test.Meta";
+  typed.content_type = "application/json";
+  typed.metadata = {{"zeta", "z"}, {"alpha", "a"}, {"trace", "t-3"}};
+  auto response = client_.call(typed);
+  ASSERT_TRUE(response.ok()) << response.error.to_string();
+  EXPECT_EQ(response.value.body, "alpha=a;trace=t-3;zeta=z;");
+}
+
+// A C handler's answer may list its headers in any order and repeat one: the caller gets the
+// last value of each, and the server's own :status and micro-node whatever the handler set.
+TEST_P(Rpc, RawCHandlersHeadersReachTheCallerWithTheLastOfARepeatedKey) {
+  micro::Request request;
+  request.service = "test";
+  request.endpoint = "Test.RawHeaders";
+  request.body = "{}";
+  auto response = client_.call(request);
+  ASSERT_TRUE(response.ok()) << response.error.to_string();
+  const auto& h = response.value.header;
+  EXPECT_EQ(response.value.body, R"({"raw":true})");
+  EXPECT_EQ(micro::header_value(response.value, "x-a"), "A");
+  EXPECT_EQ(micro::header_value(response.value, "x-b"), "last");
+  EXPECT_EQ(micro::header_value(response.value, ":status"), "200");
+  ASSERT_EQ(h.count("micro-node"), 1u);
+  EXPECT_NE(h.at("micro-node"), "not-the-node");
+  EXPECT_NE(micro::header_value(response.value, "micro-id"), "") << "the call's id is echoed";
 }
 
 // The TLS + h2 variant's bidi stream is 20,000 messages: the same ordering and flow-control paths

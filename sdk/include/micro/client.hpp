@@ -60,7 +60,22 @@ class RequestView {
   micro_request_t c_;
 };
 
-inline Request from_c(const micro_request_t* request) {
+// A C schema as `known` when it is the same schema (same bytes), else a copy (from_c): a receiver
+// that holds the schemas it expects shares them instead of copying a descriptor set per call.
+inline std::shared_ptr<const Schema> from_c(const micro_schema_t* schema,
+                                            const std::shared_ptr<const Schema>& known) {
+  if (schema == nullptr || known == nullptr) return from_c(schema);
+  const micro_schema_t s = read_struct(schema);
+  if (to_view(s.file_descriptor_set) == known->file_descriptor_set &&
+      to_view(s.message_name) == known->message_name)
+    return known;
+  return from_c(schema);
+}
+
+// `known_request` / `known_response`: schemas the receiver holds (see above); may be null.
+inline Request from_c(const micro_request_t* request,
+                      const std::shared_ptr<const Schema>& known_request = nullptr,
+                      const std::shared_ptr<const Schema>& known_response = nullptr) {
   const micro_request_t r = read_struct(request);
   Request out;
   out.service = std::string(to_view(r.service));
@@ -69,8 +84,8 @@ inline Request from_c(const micro_request_t* request) {
   out.accept = std::string(to_view(r.accept));
   out.metadata = from_c(r.metadata);
   out.body = std::string(to_view(r.body));
-  out.request_schema = from_c(r.request_schema);
-  out.response_schema = from_c(r.response_schema);
+  out.request_schema = from_c(r.request_schema, known_request);
+  out.response_schema = from_c(r.response_schema, known_response);
   return out;
 }
 
@@ -134,6 +149,9 @@ inline micro_stream_t to_handle(std::unique_ptr<StreamImpl> stream) noexcept {
 // Receives the response, or the error ({id, code, detail, status} whether it came from the
 // handler, the deadline or the network; the message is then empty).
 using ResponseCallback = std::function<void(const Error&, Message)>;
+// The same with the response as a C view, borrowed for the callback (NULL with an error): for a
+// caller that reads the response once, where it arrives (see Client::call_view).
+using ResponseViewCallback = std::function<void(const Error&, const micro_message_t* response)>;
 // Receives an opened stream, which the receiver owns, or the error.
 using StreamImplCallback = std::function<void(const Error&, std::unique_ptr<StreamImpl>)>;
 
@@ -149,6 +167,17 @@ class ClientPlugin : public PluginBase {
   virtual void stream(Request request, const CallOptions& options, StreamImplCallback done) = 0;
   // Publishes `message` on `topic` through the broker.
   virtual void publish(const std::string& topic, Message message, Done done) = 0;
+
+  // Optional fast path for the C call, as SocketImpl::send_c: take the call with the caller's own
+  // C completion (a module can then hand it the transport's response as a view, with no Message
+  // built on the way), or return false, having done nothing, to let it go to call(). Once taken,
+  // `on_response` is called exactly once (now, or later on any thread). Never throw. `request` and
+  // `options` (NULL: the defaults) are valid only during the call.
+  virtual bool call_c(const micro_request_t& request, const micro_call_options_t* options,
+                      micro_response_fn on_response, void* ctx) noexcept {
+    (void)request, (void)options, (void)on_response, (void)ctx;
+    return false;
+  }
 
   static const void* c_vtable() noexcept;
 };
@@ -171,6 +200,9 @@ struct ClientAdapter {
 
   static void call(void* self, const micro_request_t* request, const micro_call_options_t* options,
                    micro_response_fn on_response, void* ctx) noexcept {
+    if (request != nullptr && on_response != nullptr &&
+        as(self)->call_c(read_struct(request), options, on_response, ctx))
+      return;
     CMessageCompletion complete(on_response, ctx);
     guarded_async(complete, [&] {
       if (request == nullptr) throw Exception(Error::bad_request("call: the request is NULL"));
@@ -290,6 +322,23 @@ class Client {
         [&](ResponseCallback d) { call(request, options, std::move(d)); });
   }
 
+  // The same call, its response handed to `done` as the client module's own view: no Message is
+  // built for a caller that reads it once (a typed stub parses the body from it). Through
+  // wrappers (with()), the view is of the Message they pass back.
+  void call_view(const Request& request, const CallOptions& options,
+                 ResponseViewCallback done) const {
+    if (wrappers_ && !wrappers_->empty()) {
+      return call(request, options, [done = std::move(done)](const Error& error, Message m) {
+        const MessageView view(m);
+        done(error, error.ok() ? view.c() : nullptr);
+      });
+    }
+    if (!vtable_.call) return done(detail::missing("client", "call"), nullptr);
+    const RequestView view(request);
+    const micro_call_options_t o = to_c(options);
+    vtable_.call(self_, view.c(), &o, &response_view_trampoline, detail::box(std::move(done)));
+  }
+
   // Opens a bidirectional stream to the endpoint (`request.body` is ignored).
   void stream(const Request& request, const CallOptions& options, StreamCallback done) const {
     if (!vtable_.stream) return done(detail::missing("client", "stream"), Stream{});
@@ -321,6 +370,11 @@ class Client {
       (*fn)(Error::from_c(error),
             error == nullptr && response != nullptr ? from_c(response) : Message{});
     });
+  }
+  static void response_view_trampoline(void* ctx, const micro_error_t* error,
+                                       const micro_message_t* response) noexcept {
+    auto fn = detail::unbox<ResponseViewCallback>(ctx);
+    (void)detail::guarded([&] { (*fn)(Error::from_c(error), error == nullptr ? response : nullptr); });
   }
   static void stream_trampoline(void* ctx, const micro_error_t* error,
                                 micro_stream_t stream) noexcept {

@@ -403,9 +403,18 @@ class Stub {
       out.error = std::move(typed.error);
       return out;
     }
-    Result<Message> response = client_.call(typed.value, options);
-    out.error = response.ok() ? parse_response(method, response.value, out.value)
-                              : std::move(response.error);
+    // The response is parsed where it arrives, from the client's view; the waiter's hand-over
+    // publishes `out.value` to this thread.
+    micro::detail::Waiter<Error> waiter;
+    client_.call_view(typed.value, options,
+                      [&](const Error& error, const micro_message_t* response) {
+                        Error result = error;
+                        const Error thrown = micro::detail::guarded([&] {
+                          if (result.ok()) result = parse_response(method, response, out.value);
+                        });
+                        waiter.set(thrown.ok() ? std::move(result) : thrown);
+                      });
+    out.error = waiter.wait();
     return out;
   }
 
@@ -415,12 +424,14 @@ class Stub {
             const CallOptions& options, std::function<void(const Error&, Resp)> done) const {
     Result<Request> typed = typed_request(method, request);
     if (!typed.ok()) return done(typed.error, Resp{});
-    client_.call(typed.value, options,
-                 [method, done = std::move(done)](const Error& error, Message response) {
-                   Resp out;
-                   const Error failure = error.ok() ? parse_response(method, response, out) : error;
-                   done(failure, failure.ok() ? std::move(out) : Resp{});
-                 });
+    client_.call_view(typed.value, options,
+                      [method, done = std::move(done)](const Error& error,
+                                                       const micro_message_t* response) {
+                        Resp out;
+                        const Error failure =
+                            error.ok() ? parse_response(method, response, out) : error;
+                        done(failure, failure.ok() ? std::move(out) : Resp{});
+                      });
   }
 
   // Opens a server-streaming call: sends the one request, then the reader yields responses.
@@ -456,9 +467,12 @@ class Stub {
     return out;
   }
 
-  static Error parse_response(const Method& method, const Message& response,
+  // `response` is the client's view (NULL: an empty response).
+  static Error parse_response(const Method& method, const micro_message_t* response,
                               google::protobuf::MessageLite& out) {
-    Error error = parse(response.body, out, {method.endpoint, ": the response"});
+    const std::string_view body =
+        response != nullptr ? to_view(read_struct(response).body) : std::string_view();
+    Error error = parse(body, out, {method.endpoint, ": the response"});
     // The server answered, but not with what the schema says: not the caller's fault.
     if (!error.ok()) error = Error::internal(error.detail());
     return error;
@@ -548,13 +562,16 @@ class Registrar {
       Resp out;
       Error error = parse(request.body, in, {method.endpoint, ": the request"});
       if (error.ok()) error = run_handler([&] { return ((*handler).*fn)(in, out); });
-      Result<Message> response;
+      Result<std::string> body;
       if (error.ok()) {
-        response = to_message(out, std::string(method.endpoint) + ": the response");
-        error = response.error.ok() ? Error{} : Error::internal(response.error.detail());
+        body = serialize(out, {method.endpoint, ": the response"});
+        error = body.error.ok() ? Error{} : Error::internal(body.error.detail());
       }
       if (error.ok()) {
-        reply.send(response.value);
+        // As to_message() labels it, sent as views: no Message is built per call.
+        const micro_kv_t header[] = {{to_c(kContentTypeHeader), to_c(kProtobufContentType)}};
+        reply.send_c(micro_message_t{sizeof(micro_message_t), {header, 1},
+                                     to_c_bytes(body.value)});
       } else {
         reply.fail(error);
       }

@@ -34,6 +34,14 @@ class ReplyImpl {
   // True once the caller has gone away (deadline passed, connection closed). Any thread.
   virtual bool cancelled() const = 0;
 
+  // Optional fast path for the C send, as SocketImpl::send_c: answer from the handler's own view
+  // (`error` when non-NULL, else `response`; both valid only during the call), with no Message
+  // built for it; or return false, having done nothing, to let it go to send(). Never throw.
+  virtual bool send_c(const micro_error_t* error, const micro_message_t* response) noexcept {
+    (void)error, (void)response;
+    return false;
+  }
+
   static const micro_reply_vtable_t* c_vtable() noexcept;
 };
 
@@ -51,6 +59,7 @@ struct ReplyAdapter {
   static void send(void* self, const micro_error_t* error,
                    const micro_message_t* response) noexcept {
     std::unique_ptr<ReplyImpl> reply(as(self));
+    if (reply->send_c(error, response)) return;
     Error converted;
     Message message;
     const Error failure = guarded([&] {
@@ -104,6 +113,12 @@ class Reply {
     if (state_ == nullptr) return false;
     const MessageView view(response);
     return state_->send(nullptr, view.c());
+  }
+  // The same for a response given as a C view, borrowed for the call: for a sender that has the
+  // headers and body as views already (no Message built for it).
+  bool send_c(const micro_message_t& response) {
+    if (state_ == nullptr) return false;
+    return state_->send(nullptr, &response);
   }
   // Sends `error` (an ok error is sent as a 500: a failure needs a reason).
   bool fail(const Error& error) {
@@ -327,7 +342,8 @@ class Server {
     if (!handler.on_call && !handler.on_stream)
       return Error::bad_request("endpoint " + handler.name + " has neither on_call nor on_stream");
     auto box = std::make_shared<EndpointBox>(
-        EndpointBox{std::move(handler.on_call), std::move(handler.on_stream)});
+        EndpointBox{std::move(handler.on_call), std::move(handler.on_stream),
+                    handler.request_schema, handler.response_schema});
     const SchemaView request_schema(handler.request_schema.get());
     const SchemaView response_schema(handler.response_schema.get());
     const MetadataView metadata(handler.metadata);
@@ -382,6 +398,12 @@ class Server {
   struct EndpointBox {
     CallHandler on_call;
     StreamHandler on_stream;
+    // The endpoint's schemas: a request that names the same ones shares them (no copy per call).
+    std::shared_ptr<const Schema> request_schema, response_schema;
+
+    Request request_from_c(const micro_request_t* request) const {
+      return micro::from_c(request, request_schema, response_schema);
+    }
   };
   struct Kept {
     std::mutex mutex;
@@ -410,7 +432,8 @@ class Server {
     Reply owned;
     const Error error = detail::guarded([&] {
       owned = Reply(reply);
-      static_cast<EndpointBox*>(ctx)->on_call(micro::from_c(request), owned);
+      const auto* box = static_cast<EndpointBox*>(ctx);
+      box->on_call(box->request_from_c(request), owned);
     });
     if (!owned.valid()) return detail::send_static_error(reply, "out of memory accepting a call");
     if (!error.ok()) (void)detail::guarded([&] { owned.fail(error); });
@@ -420,7 +443,8 @@ class Server {
                                 micro_stream_t stream) noexcept {
     Stream owned(stream);
     (void)detail::guarded([&] {
-      static_cast<EndpointBox*>(ctx)->on_stream(micro::from_c(request), std::move(owned));
+      const auto* box = static_cast<EndpointBox*>(ctx);
+      box->on_stream(box->request_from_c(request), std::move(owned));
     });
   }
 

@@ -1,6 +1,7 @@
 // C++ values for go-micro's data types, and the conversions to and from their C views.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <string>
@@ -128,6 +129,76 @@ inline Message from_c(const micro_message_t* message) {
   const micro_message_t m = read_struct(message);
   return Message{from_c(m.header), std::string(to_view(m.body))};
 }
+
+// The entry of `key` in a C list (exact match; the last of a repeated key wins, as from_c reads
+// the list), or NULL when absent: a lookup in a received view, with no Metadata built for it.
+inline const micro_kv_t* find_item(micro_metadata_t list, std::string_view key) noexcept {
+  if (list.items == nullptr) return nullptr;
+  for (size_t i = list.count; i-- > 0;)
+    if (to_view(list.items[i].key) == key) return &list.items[i];
+  return nullptr;
+}
+// Its value, or "" when absent (as header_value).
+inline std::string_view find_value(micro_metadata_t list, std::string_view key) noexcept {
+  const micro_kv_t* item = find_item(list, key);
+  return item == nullptr ? std::string_view() : to_view(item->value);
+}
+
+// A C list of key/value views being built (request or response headers), borrowing the strings
+// it is given: up to 8 entries on the stack, more on the heap. Keep the strings alive and the
+// list unmoved while c() is used.
+class KvList {
+ public:
+  KvList() = default;
+  KvList(const KvList&) = delete;
+  KvList& operator=(const KvList&) = delete;
+
+  void add(std::string_view key, std::string_view value) {
+    const micro_kv_t item{to_c(key), to_c(value)};
+    if (more_.empty() && size_ < kFixed) {
+      fixed_[size_++] = item;
+      return;
+    }
+    if (more_.empty()) more_.assign(fixed_, fixed_ + size_);
+    more_.push_back(item);
+    ++size_;
+  }
+  // Orders the list as a MetadataView of a map lists it: strictly ascending keys, of a repeated
+  // key only the last added (as from_c reads a list).
+  void sort_unique() {
+    micro_kv_t* items = data();
+    const auto key_less = [](const micro_kv_t& a, const micro_kv_t& b) {
+      return to_view(a.key) < to_view(b.key);
+    };
+    // Stable, so the last of a repeated key stays last. Header lists are short: an insertion
+    // sort needs no buffer (std::stable_sort allocates one).
+    if (size_ <= 32) {
+      for (size_t i = 1; i < size_; ++i)
+        for (size_t j = i; j > 0 && key_less(items[j], items[j - 1]); --j)
+          std::swap(items[j], items[j - 1]);
+    } else {
+      std::stable_sort(items, items + size_, key_less);
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < size_; ++i) {
+      if (i + 1 < size_ && to_view(items[i].key) == to_view(items[i + 1].key)) continue;
+      items[kept++] = items[i];
+    }
+    size_ = kept;
+    if (!more_.empty()) more_.resize(kept);
+  }
+  size_t size() const noexcept { return size_; }
+  micro_metadata_t c() const noexcept {
+    return {more_.empty() ? fixed_ : more_.data(), size_};
+  }
+
+ private:
+  static constexpr size_t kFixed = 8;
+  micro_kv_t* data() noexcept { return more_.empty() ? fixed_ : more_.data(); }
+  micro_kv_t fixed_[kFixed];
+  std::vector<micro_kv_t> more_;
+  size_t size_ = 0;
+};
 
 // A C view of metadata, borrowing the map's strings. Keep the map alive and unchanged while the
 // view is used. Moving the view keeps c() valid (the pairs live on the heap).
