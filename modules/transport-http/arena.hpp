@@ -27,6 +27,8 @@ class Arena {
   void deallocate(void* p) noexcept {
     if (!owns(p)) ::operator delete(p);
   }
+  // Forgets what was allocated: only when none of it is in use.
+  void reset() noexcept { used_ = 0; }
   bool owns(const void* p) const noexcept {
     const auto* c = static_cast<const char*>(p);
     return c >= begin_ && c < begin_ + size_;

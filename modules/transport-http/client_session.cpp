@@ -310,7 +310,7 @@ class ClientSession final : public SessionCore<Stream> {
   }
 
   void new_reader() {
-    reader_ = std::make_unique<MessageReader<false>>(rt_.settings.limits);
+    reader_ = readers_.take(rt_.settings.limits);
     if (head_request_) reader_->parser().skip(true);
     body_.clear();
   }
@@ -373,16 +373,19 @@ class ClientSession final : public SessionCore<Stream> {
   // The response goes to the pending recv as a view of the parsed head and body, which are held
   // here until it returns (the callback may start the next exchange on this connection).
   void finish_response() {
-    const std::unique_ptr<MessageReader<false>> reader = std::move(reader_);
-    const std::string body = std::move(body_);
+    std::unique_ptr<MessageReader<false>> reader = std::move(reader_);
+    std::string body = std::move(body_);
     body_.clear();
     exchange_ = Exchange::idle;
     ++conn_->exchanges;
     conn_dead_ = !reader->parser().get().keep_alive();
     reusable_ = !conn_dead_ && conn_->buffer.size() == 0 && !send_closed_;
-    ReceivedHead head(reader->parser().get(), &reader->arena());
-    if constexpr (kIsTls<Stream>) head.set("micro-transport-protocol", kHttp11);
-    completions_.recv(head.message(body));
+    {
+      ReceivedHead head(reader->parser().get(), &reader->arena());
+      if constexpr (kIsTls<Stream>) head.set("micro-transport-protocol", kHttp11);
+      completions_.recv(head.message(body));
+    }
+    this->recycle(readers_, std::move(reader), body_, std::move(body));
   }
 
   // The exchange failed: the connection is dropped (a later send connects afresh) and whoever
@@ -513,6 +516,7 @@ class ClientSession final : public SessionCore<Stream> {
   bool offer_h2_ = true;   // TLS: the next handshake offers h2 (the dial's first only)
 
   std::unique_ptr<MessageReader<false>> reader_;
+  ReaderSpare<false> readers_;
   std::string body_;
 
   // unary

@@ -8,14 +8,14 @@ size_t MessageReader<isRequest>::feed(std::string_view bytes, bool end, std::str
   size_t used = 0;
   int stalls = 0;
   ec = {};
-  const bool had_head = parser_.is_header_done();
-  while (!parser_.is_done()) {
-    if (!had_head && parser_.is_header_done()) return used;  // the caller looks at the head
-    const bool in_body = parser_.is_header_done();
+  const bool had_head = parser_->is_header_done();
+  while (!parser_->is_done()) {
+    if (!had_head && parser_->is_header_done()) return used;  // the caller looks at the head
+    const bool in_body = parser_->is_header_done();
     if (in_body) prepare_body(next_body_window());
     size_t n = 0;
     if (used < bytes.size()) {
-      n = parser_.put(boost::asio::buffer(bytes.data() + used, bytes.size() - used), ec);
+      n = parser_->put(boost::asio::buffer(bytes.data() + used, bytes.size() - used), ec);
     } else {
       ec = http::error::need_more;
     }
@@ -29,11 +29,11 @@ size_t MessageReader<isRequest>::feed(std::string_view bytes, bool end, std::str
     if (n > 0 && used < bytes.size()) continue;
     if (!end) return used;
     // The input ends here, as a peer closing its side does.
-    if (!parser_.got_some()) {
+    if (!parser_->got_some()) {
       ec = http::error::end_of_stream;
       return used;
     }
-    parser_.put_eof(ec);
+    parser_->put_eof(ec);
     return used;
   }
   return used;

@@ -6,6 +6,7 @@
 
 #include <boost/beast/http.hpp>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,41 +28,45 @@ class MessageReader {
   using Parser = http::parser<isRequest, http::buffer_body, ArenaAllocator<char>>;
 
   // The head's fields are allocated from a buffer held here (the usual head needs no heap).
-  explicit MessageReader(const Limits& limits)
-      : parser_(std::piecewise_construct, std::make_tuple(),
-                std::make_tuple(ArenaAllocator<char>(arena_))) {
-    parser_.header_limit(limits.max_header_bytes);
-    parser_.body_limit(limits.max_body_bytes);
+  explicit MessageReader(const Limits& limits) { start(limits); }
+
+  // Ready for the next message, as a new reader (a session reuses its readers: no allocation).
+  // Nothing allocated from arena() may be in use.
+  void restart(const Limits& limits) {
+    parser_.reset();
+    arena_.reset();
+    prepared_ = 0;
+    start(limits);
   }
 
-  Parser& parser() noexcept { return parser_; }
+  Parser& parser() noexcept { return *parser_; }
   // Where the head's fields live; more may go there while the reader lives (a ReceivedHead's list).
   Arena& arena() noexcept { return arena_; }
-  const Parser& parser() const noexcept { return parser_; }
+  const Parser& parser() const noexcept { return *parser_; }
 
   // After the head of a stream: no limit on the whole body (each frame is checked instead).
   // (Not eager: Beast's read_some would then wait for more input after a chunk whose trailing
   // CRLF is all that is left.)
-  void unlimited_body() { parser_.body_limit(boost::none); }
+  void unlimited_body() { parser_->body_limit(boost::none); }
 
   // Points the parser's body at up to `n` free bytes (a scratch area: no zero-filling of the
   // caller's string); call before each body read.
   void prepare_body(size_t n) {
     if (scratch_.size() < n) scratch_.resize(n);
-    parser_.get().body().data = scratch_.data();
-    parser_.get().body().size = n;
-    parser_.get().body().more = true;
+    parser_->get().body().data = scratch_.data();
+    parser_->get().body().size = n;
+    parser_->get().body().more = true;
     prepared_ = n;
   }
   // Appends to `into` what the parser wrote since prepare_body; call after each body read. The
   // first call reserves room for a body of known length.
   void commit_body(std::string& into) {
-    const size_t written = prepared_ - parser_.get().body().size;
-    if (into.empty() && parser_.content_length())
-      into.reserve(static_cast<size_t>(*parser_.content_length()));
+    const size_t written = prepared_ - parser_->get().body().size;
+    if (into.empty() && parser_->content_length())
+      into.reserve(static_cast<size_t>(*parser_->content_length()));
     into.append(scratch_.data(), written);
-    parser_.get().body().data = nullptr;
-    parser_.get().body().size = 0;
+    parser_->get().body().data = nullptr;
+    parser_->get().body().size = 0;
     prepared_ = 0;
   }
 
@@ -69,13 +74,13 @@ class MessageReader {
   // limit Beast enforces), else a chunk.
   size_t next_body_window() const {
     constexpr size_t kChunk = 64 * 1024;
-    if (auto remaining = parser_.content_length_remaining())
+    if (auto remaining = parser_->content_length_remaining())
       return *remaining == 0 ? 1 : static_cast<size_t>(std::min<uint64_t>(*remaining, 256 * 1024));
     return kChunk;
   }
 
   // The head as a Message (lower-case names, pseudo-headers), body empty.
-  Message head() const { return to_message(parser_.get().base()); }
+  Message head() const { return to_message(parser_->get().base()); }
 
   // Feeds bytes the way Beast's read operation does (put, then put_eof at `end`); returns the
   // number consumed. Body bytes go to `body`. `ec` is set as Beast sets it (need_more: feed
@@ -83,12 +88,38 @@ class MessageReader {
   size_t feed(std::string_view bytes, bool end, std::string& body, beast::error_code& ec);
 
  private:
+  void start(const Limits& limits) {
+    parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                    std::make_tuple(ArenaAllocator<char>(arena_)));
+    parser_->header_limit(limits.max_header_bytes);
+    parser_->body_limit(limits.max_body_bytes);
+  }
+
   static constexpr size_t kArenaBytes = 2048;
   alignas(std::max_align_t) char arena_bytes_[kArenaBytes];
   Arena arena_{arena_bytes_, kArenaBytes};  // before parser_, which allocates from it
-  Parser parser_;
+  std::optional<Parser> parser_;
   std::vector<char> scratch_;
   size_t prepared_ = 0;
+};
+
+// A session's reader for its next message: the one it delivered last, restarted, once that
+// message's recv callback has returned (give), else a new one.
+template <bool isRequest>
+class ReaderSpare {
+ public:
+  using Reader = MessageReader<isRequest>;
+  std::unique_ptr<Reader> take(const Limits& limits) {
+    if (spare_ == nullptr) return std::make_unique<Reader>(limits);
+    spare_->restart(limits);
+    return std::move(spare_);
+  }
+  void give(std::unique_ptr<Reader> reader) {
+    if (spare_ == nullptr) spare_ = std::move(reader);
+  }
+
+ private:
+  std::unique_ptr<Reader> spare_;
 };
 
 // A request as the server reads it, from a buffer: what the fuzzer exercises.

@@ -57,7 +57,7 @@ class ServerSession final : public SessionCore<Stream> {
   }
 
   void start_request() {
-    reader_ = std::make_unique<MessageReader<true>>(rt_.settings.limits);
+    reader_ = readers_.take(rt_.settings.limits);
     frames_.reset();
     if (conn_->buffer.size() > 0) return read_head();
     // Waiting for the next request: idle_timeout, until its first byte arrives.
@@ -145,14 +145,17 @@ class ServerSession final : public SessionCore<Stream> {
   // The request goes to the pending recv as a view of the parsed head and body, which are held
   // here until it returns (the handler may answer at once and the next request be read).
   void finish_unary() {
-    const std::unique_ptr<MessageReader<true>> reader = std::move(reader_);
-    const std::string body = std::move(body_);
+    std::unique_ptr<MessageReader<true>> reader = std::move(reader_);
+    std::string body = std::move(body_);
     body_.clear();
     reading_ = Reading::between_requests;
     ++unanswered_;
-    ReceivedHead head(reader->parser().get(), &reader->arena());
-    if constexpr (kIsTls<Stream>) head.set("micro-transport-protocol", kHttp11);
-    completions_.recv(head.message(body));
+    {
+      ReceivedHead head(reader->parser().get(), &reader->arena());
+      if constexpr (kIsTls<Stream>) head.set("micro-transport-protocol", kHttp11);
+      completions_.recv(head.message(body));
+    }
+    this->recycle(readers_, std::move(reader), body_, std::move(body));
   }
 
   // A received head as a Message; over TLS it says which protocol carried it.
@@ -371,6 +374,7 @@ class ServerSession final : public SessionCore<Stream> {
   const std::string remote_;
   std::string local_;
   std::unique_ptr<MessageReader<true>> reader_;
+  ReaderSpare<true> readers_;
   std::optional<FrameDecoder> frames_;
   std::string body_;
   Reading reading_ = Reading::between_requests;

@@ -275,6 +275,18 @@ class SessionCore : public SessionBase,
     return false;
   }
 
+  // After a unary message's recv callback returned: its reader, and its body's buffer (unless the
+  // next message's body has begun), serve the next message.
+  template <bool isRequest>
+  static void recycle(ReaderSpare<isRequest>& readers, std::unique_ptr<MessageReader<isRequest>> reader,
+                      std::string& body_member, std::string body) {
+    readers.give(std::move(reader));
+    if (body_member.empty() && body_member.capacity() < body.capacity()) {
+      body.clear();
+      body_member = std::move(body);
+    }
+  }
+
   // On the strand, one per facade call.
   virtual void on_send(Message message) = 0;
   virtual void on_recv() = 0;
