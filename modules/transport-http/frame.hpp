@@ -115,17 +115,4 @@ class FrameDecoder {
   size_t start_ = 0;
 };
 
-// A session's frame fast paths on a C call's own completion (HttpSocket::send_c / recv_c): a send
-// or recv of a stream frame that can complete at once, taken with no Message copy and nothing
-// boxed. False, having done nothing, when the call must take the ordinary path.
-class FrameFastPath {
- public:
-  virtual bool send_frame_c(const micro_message_t& message, micro_done_fn done,
-                            void* ctx) noexcept = 0;
-  virtual bool recv_frame_c(micro_message_fn on_message, void* ctx) noexcept = 0;
-
- protected:
-  ~FrameFastPath() = default;
-};
-
 }  // namespace micro::transport_http

@@ -190,7 +190,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
 // its own, or (dialed with stream = true) one bidi stream. Facade calls post to the connection's
 // strand; the rest runs there.
 class H2Socket final : public SessionBase,
-                       public FrameFastPath,
+                       public CFastPath,
                        public std::enable_shared_from_this<H2Socket> {
  public:
   H2Socket(std::shared_ptr<H2Connection> conn, Role role, bool stream_mode, Millis read_timeout)
@@ -227,7 +227,7 @@ class H2Socket final : public SessionBase,
   // stack without bound.
   // The same two fast paths for a C call (HttpSocket's send_c/recv_c): no Message copy, nothing
   // boxed; false (having done nothing) sends the call the ordinary way.
-  bool send_frame_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+  bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
     for (size_t i = 0; i < message.header.count && message.header.items != nullptr; ++i)
       if (to_view(message.header.items[i].key) == "micro-error") return false;
     if (!send_behind(to_view(message.body))) return false;
@@ -236,7 +236,7 @@ class H2Socket final : public SessionBase,
     --inline_depth();
     return true;
   }
-  bool recv_frame_c(micro_message_fn on_message, void* ctx) noexcept override {
+  bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
     if (!inbox_on_.load(std::memory_order_acquire) || inline_depth() >= kMaxInlineDepth ||
         completions_.closed())
       return false;

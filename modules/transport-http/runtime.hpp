@@ -43,16 +43,6 @@ class SessionBase : public Abortable {
  public:
   virtual void send(Message message, Done done) = 0;
   virtual void recv(MessageCallback on_message) = 0;
-  // The same for a C caller, with its own completion (SocketImpl::send_c/recv_c): false, having
-  // done nothing, when this session does not take the call that way.
-  virtual bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
-    (void)message, (void)done, (void)ctx;
-    return false;
-  }
-  virtual bool recv_c(micro_message_fn on_message, void* ctx) noexcept {
-    (void)on_message, (void)ctx;
-    return false;
-  }
   virtual void close_send(Done done) = 0;
   // Pending operations complete with 499 (here); the connection closes.
   virtual void close() = 0;
@@ -62,6 +52,19 @@ class SessionBase : public Abortable {
   // Fixed once the socket is handed out.
   virtual std::string local_address() const = 0;
   virtual std::string remote_address() const = 0;
+};
+
+// A session's fast paths for a C call on its own completion (HttpSocket::send_c / recv_c): a
+// stream frame that completes at once, and (HTTP/1.1 sessions) a unary message, taken with no
+// Message copy and nothing boxed. False, having done nothing, when the call must take the
+// ordinary path.
+class CFastPath {
+ public:
+  virtual bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept = 0;
+  virtual bool recv_c(micro_message_fn on_message, void* ctx) noexcept = 0;
+
+ protected:
+  ~CFastPath() = default;
 };
 
 // Live sessions, so the transport can close them all before its threads stop.

@@ -29,7 +29,7 @@ namespace micro::transport_http {
 
 template <class Stream>
 class SessionCore : public SessionBase,
-                    public FrameFastPath,
+                    public CFastPath,
                     public std::enable_shared_from_this<SessionCore<Stream>> {
  public:
   using Conn = Connection<Stream>;
@@ -37,7 +37,7 @@ class SessionCore : public SessionBase,
   // The fast paths of send_frame_inline and recv_frame_inline for a C call (HttpSocket's
   // send_c/recv_c): only when they complete at once (a send that fits the outbox, a recv with a
   // message frame in the inbox); anything else (parking, errors, the end) takes the ordinary path.
-  bool send_frame_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+  bool send_frame_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
     std::string_view error_json;
     bool failure = false;
     for (size_t i = 0; i < message.header.count && message.header.items != nullptr; ++i) {
@@ -61,7 +61,7 @@ class SessionCore : public SessionBase,
     done(ctx, nullptr);
     return true;
   }
-  bool recv_frame_c(micro_message_fn on_message, void* ctx) noexcept override {
+  bool recv_frame_c(micro_message_fn on_message, void* ctx) noexcept {
     {
       std::lock_guard<std::mutex> lock(buffers_);
       if (!frames_in_ || shut_ || recv_waiting_ || taking_ || inline_depth() >= kMaxInlineDepth)
@@ -102,9 +102,17 @@ class SessionCore : public SessionBase,
     if (in_strand() && steps_inline()) return on_recv();
     net::post(strand_, [self = this->shared_from_this()] { self->on_recv(); });
   }
+  // CFastPath: a stream frame at once (above), else the call on its own C completion.
+  bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    return send_frame_c(message, done, ctx) || send_unary_c(message, done, ctx);
+  }
+  bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
+    return recv_frame_c(on_message, ctx) || recv_armed_c(on_message, ctx);
+  }
+
   // A C caller's recv: armed with its own completion, which a unary message received whole then
   // gets as a view (Completions::recv(const micro_message_t&)), with no Message built.
-  bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
+  bool recv_armed_c(micro_message_fn on_message, void* ctx) noexcept {
     const auto armed = completions_.arm_recv(on_message, ctx);
     if (armed != Completions::Arm::ok) {
       const Error refused = arm_error(armed, "recv");
@@ -121,7 +129,7 @@ class SessionCore : public SessionBase,
   // A C caller's unary send, on this connection's strand (from one of its completions: the next
   // call on a pooled connection, a handler's answer) and small: its head is written from the C
   // list as it is (keys in ascending order, as MessageView lists them), with no Message built.
-  bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+  bool send_unary_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
     if (!in_strand() || !steps_inline() || !fits_wire(message.body.size) ||
         !OutHeaders::ascending(message.header))
       return false;

@@ -18,7 +18,7 @@ class HttpSocket final : public SocketImpl {
       : session_(std::move(session)),
         local_(session_->local_address()),
         remote_(session_->remote_address()),
-        fast_(dynamic_cast<FrameFastPath*>(session_.get())) {}
+        fast_(dynamic_cast<CFastPath*>(session_.get())) {}
   ~HttpSocket() override { session_->release(); }
 
   void send(Message message, Done done) override {
@@ -28,12 +28,10 @@ class HttpSocket final : public SocketImpl {
   void close_send(Done done) override { session_->close_send(std::move(done)); }
   void close() override { session_->close(); }
   bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
-    return (fast_ != nullptr && fast_->send_frame_c(message, done, ctx)) ||
-           session_->send_c(message, done, ctx);
+    return fast_ != nullptr && fast_->send_c(message, done, ctx);
   }
   bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
-    return (fast_ != nullptr && fast_->recv_frame_c(on_message, ctx)) ||
-           session_->recv_c(on_message, ctx);
+    return fast_ != nullptr && fast_->recv_c(on_message, ctx);
   }
   std::string_view local_address() const override { return local_; }
   std::string_view remote_address() const override { return remote_; }
@@ -42,7 +40,7 @@ class HttpSocket final : public SocketImpl {
   std::shared_ptr<SessionBase> session_;
   const std::string local_;
   const std::string remote_;
-  FrameFastPath* const fast_;  // the session's, when it has them (HTTP/1.1 sessions)
+  CFastPath* const fast_;  // the session's, when it has them
 };
 
 }  // namespace micro::transport_http
