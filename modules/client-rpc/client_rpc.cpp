@@ -135,7 +135,7 @@ class Call : public std::enable_shared_from_this<Call> {
   RpcClient& client_;
   const micro::Request request_;  // its schemas are not kept: the client reads none
   const std::string path_;        // ":path", "/" + the endpoint
-  std::vector<std::string> meta_keys_;  // "micro-meta-" + each metadata key, in order
+  const std::vector<std::string> meta_keys_;  // RpcClient::meta_keys: the headers' names
   micro::CallOptions options_;
   micro_response_fn done_fn_;
   void* done_ctx_;
@@ -321,24 +321,34 @@ class RpcClient final : public micro::ClientPlugin {
     return {};
   }
 
-  micro::Message request_message(const micro::Request& request, uint64_t timeout_ms) const {
-    micro::Message m;
-    m.header[":path"] = "/" + request.endpoint;
-    m.header["content-type"] = request.content_type;
-    if (!request.accept.empty()) m.header["accept"] = request.accept;
-    m.header["micro-service"] = request.service;
-    m.header["micro-endpoint"] = request.endpoint;
-    if (timeout_ms > 0) m.header["micro-timeout"] = std::to_string(timeout_ms);
-    for (const auto& [key, value] : request.metadata) m.header["micro-meta-" + key] = value;
-    m.body = request.body;
-    return m;
+  // "micro-meta-" + each metadata key of `request`, in order: the header names request_headers
+  // gives its metadata.
+  static std::vector<std::string> meta_keys(const micro::Request& request) {
+    std::vector<std::string> keys;
+    keys.reserve(request.metadata.size());
+    for (const auto& [key, value] : request.metadata) keys.push_back("micro-meta-" + key);
+    return keys;
+  }
+  // A request's headers (docs/rpc-wire.md), as views of `request`'s strings, of `path` ("/" + its
+  // endpoint), of `keys` (meta_keys) and of `timeout` (milliseconds as text; empty: none).
+  // Callers add their own, then sort_unique: transports get keys in strictly ascending order, as
+  // a MessageView lists a map.
+  static void request_headers(const micro::Request& request, std::string_view path,
+                              const std::vector<std::string>& keys, std::string_view timeout,
+                              micro::KvList& out) {
+    out.add(":path", path);
+    if (!request.accept.empty()) out.add("accept", request.accept);
+    out.add("content-type", request.content_type);
+    out.add("micro-endpoint", request.endpoint);
+    size_t i = 0;
+    for (const auto& [key, value] : request.metadata) out.add(keys[i++], value);
+    out.add("micro-service", request.service);
+    if (!timeout.empty()) out.add("micro-timeout", timeout);
   }
   static micro::Error response_error(const micro::Message& response, const std::string& status) {
-    const int32_t code = std::atoi(status.c_str());
-    const std::string json = micro::header_value(response, "micro-error");
-    return micro::error_from_json(json.empty() ? response.body : json, code > 0 ? code : 500);
+    return response_error(*micro::MessageView(response).c(), status);
   }
-  // The same, read from a received view.
+  // The error a non-200 response carries (Micro-Error, else its body), read from its view.
   static micro::Error response_error(const micro_message_t& response, std::string_view status) {
     const int32_t code = std::atoi(std::string(status).c_str());
     const std::string_view json = micro::find_value(response.header, "micro-error");
@@ -397,10 +407,15 @@ void StreamOpen::dial(const micro::Node& node) {
 
 void StreamOpen::send_open(micro::Socket socket) {
   socket_ = std::make_unique<micro::Socket>(std::move(socket));
-  micro::Message open = client_.request_message(request_, 0);
-  open.header["micro-stream"] = "1";
-  open.body.clear();  // a stream's request body is ignored (client.h); messages follow
-  socket_->send(open, [self = shared_from_this()](const micro::Error& error) {
+  const std::vector<std::string> keys = RpcClient::meta_keys(request_);
+  const std::string path = "/" + request_.endpoint;
+  micro::KvList header;  // views of the strings above and of request_
+  RpcClient::request_headers(request_, path, keys, {}, header);
+  header.add("micro-stream", "1");
+  header.sort_unique();
+  // A stream's request body is ignored (client.h); messages follow.
+  socket_->send(micro::Message{micro::from_c(header.c()), {}}, [self = shared_from_this()](
+                                                                   const micro::Error& error) {
     if (!error.ok()) return self->fail(error);
     self->socket_->recv([self](const micro::Error& error, std::optional<micro::Message> head) {
       self->head(error, std::move(head));
@@ -430,13 +445,12 @@ Call::Call(RpcClient& client, micro::Request request, micro::CallOptions options
     : client_(client),
       request_(std::move(request)),
       path_("/" + request_.endpoint),
+      meta_keys_(RpcClient::meta_keys(request_)),
       options_(std::move(options)),
       done_fn_(done),
       done_ctx_(done_ctx),
       cpp_done_(std::move(cpp_done)),
       call_id_(micro::random_hex(8)) {
-  meta_keys_.reserve(request_.metadata.size());
-  for (const auto& [key, value] : request_.metadata) meta_keys_.push_back("micro-meta-" + key);
   timeout_ms_ = options_.timeout_ms != 0 ? options_.timeout_ms
                                          : static_cast<uint64_t>(client_.timeout_ms_);
   deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms_);
@@ -506,21 +520,16 @@ void Call::send(uint32_t attempt, micro::Socket socket) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   if (finished_ || attempt != attempt_) return client_.release(std::move(socket));
   socket_ = std::make_unique<micro::Socket>(std::move(socket));
-  // The request's headers (docs/rpc-wire.md) as views of this call's strings, in strictly
-  // ascending key order with unique keys, as a MessageView lists a map (transports may rely on
-  // it). They are added nearly in that order already; sort_unique makes sure.
+  // The request's headers as views of this call's strings (RpcClient::request_headers).
   char timeout[24];
-  const auto printed = std::to_chars(timeout, timeout + sizeof(timeout), remaining_ms());
+  const uint64_t remaining = remaining_ms();
+  const auto printed = std::to_chars(timeout, timeout + sizeof(timeout), remaining);
   micro::KvList header;
-  header.add(":path", path_);
-  if (!request_.accept.empty()) header.add("accept", request_.accept);
-  header.add("content-type", request_.content_type);
-  header.add("micro-endpoint", request_.endpoint);
+  RpcClient::request_headers(
+      request_, path_, meta_keys_,
+      remaining > 0 ? std::string_view(timeout, static_cast<size_t>(printed.ptr - timeout)) : "",
+      header);
   header.add("micro-id", call_id_);
-  size_t i = 0;
-  for (const auto& [key, value] : request_.metadata) header.add(meta_keys_[i++], value);
-  header.add("micro-service", request_.service);
-  header.add("micro-timeout", std::string_view(timeout, static_cast<size_t>(printed.ptr - timeout)));
   header.sort_unique();
   const micro_message_t message{sizeof(micro_message_t), header.c(),
                                 micro::to_c_bytes(request_.body)};

@@ -29,16 +29,8 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kCanonical = "application/protobuf";
 constexpr const char* kMetaPrefix = "micro-meta-";
 
-micro::Metadata metadata_of(const micro::Message& request) {
-  micro::Metadata out;
-  const size_t n = std::char_traits<char>::length(kMetaPrefix);
-  for (const auto& [key, value] : request.header)
-    if (key.size() > n && key.compare(0, n, kMetaPrefix) == 0) out[key.substr(n)] = value;
-  return out;
-}
-
-// The same from a received C list (the last of a repeated key wins, as from_c reads it); no map
-// is built for a request without metadata.
+// The metadata of a received C header list (the last of a repeated key wins, as from_c reads
+// it); no map is built for a request without metadata.
 micro::Metadata metadata_of(micro_metadata_t header) {
   micro::Metadata out;
   const std::string_view prefix = kMetaPrefix;
@@ -49,6 +41,10 @@ micro::Metadata metadata_of(micro_metadata_t header) {
                            std::string(micro::to_view(header.items[i].value)));
   }
   return out;
+}
+// The same from a stream's head.
+micro::Metadata metadata_of(const micro::Message& head) {
+  return metadata_of(micro::MessageView(head).c()->header);
 }
 
 // "/Greeter.Hello", "/greeter/Greeter.Hello?x=1" -> "Greeter.Hello".
