@@ -56,16 +56,9 @@ class H2ClientPool::Impl {
     return closed_;
   }
 
-  bool wait_for_connection(const std::string& address, H2ClientPool::Waiter waiter) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = connecting_.find(address);
-    if (it == connecting_.end()) {
-      connecting_[address];
-      return false;
-    }
-    it->second.push_back(std::move(waiter));
-    return true;
-  }
+  // Runs `waiter` at once when a usable connection is there; else keeps it while a first
+  // connection is set up (true), or records that the caller's dial is that one (false).
+  bool wait_for_connection(const std::string& address, H2ClientPool::Waiter& waiter);
   std::vector<H2ClientPool::Waiter> connection_settled(const std::string& address) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = connecting_.find(address);
@@ -1177,12 +1170,33 @@ std::shared_ptr<H2Connection> H2ClientPool::Impl::find(const std::string& addres
   return nullptr;
 }
 
+bool H2ClientPool::Impl::wait_for_connection(const std::string& address, H2ClientPool::Waiter& waiter) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  // A first connection may have settled since the caller last looked for one: it is in live_
+  // before it leaves connecting_, so looking for it here, under the same lock, closes that gap.
+  if (auto live = live_.find(address); live != live_.end()) {
+    auto conn = live->second.lock();
+    if (conn && conn->usable()) {
+      lock.unlock();
+      waiter();
+      return true;
+    }
+  }
+  auto it = connecting_.find(address);
+  if (it == connecting_.end()) {
+    connecting_[address];
+    return false;
+  }
+  it->second.push_back(std::move(waiter));
+  return true;
+}
+
 H2ClientPool::H2ClientPool() : impl_(std::make_unique<Impl>()) {}
 H2ClientPool::~H2ClientPool() = default;
 void H2ClientPool::close() { impl_->close(); }
 bool H2ClientPool::closed() const { return impl_->closed(); }
 bool H2ClientPool::wait_for_connection(const std::string& address, Waiter waiter) {
-  return impl_->wait_for_connection(address, std::move(waiter));
+  return impl_->wait_for_connection(address, waiter);
 }
 std::vector<H2ClientPool::Waiter> H2ClientPool::connection_settled(const std::string& address) {
   return impl_->connection_settled(address);

@@ -49,8 +49,9 @@ class H2ClientPool {
   Impl& impl() { return *impl_; }
 
   // Dials made while the first connection to an address is being set up wait for it (so a burst
-  // of calls shares one connection). A waiting dial is kept here and true is returned; false
-  // means none is under way, and the caller's dial is now the one that others wait for.
+  // of calls shares one connection). A waiting dial is kept here and true is returned; when a
+  // usable connection is already there, `waiter` runs at once and true is returned; false means
+  // none is under way, and the caller's dial is now the one that others wait for.
   using Waiter = std::function<void()>;
   bool wait_for_connection(const std::string& address, Waiter waiter);
   // The connection attempt to `address` ended (HTTP/2 or not, ok or not): the waiters, to run.
