@@ -132,6 +132,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
     idle_timer_.cancel();
   }
   void deliver(std::unique_ptr<SocketImpl> socket) { deliver_(std::move(socket)); }
+  // Writes what nghttp2 has to say, on the strand's next turn.
   void flush();
   void fail(const Error& error);
 
@@ -154,6 +155,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
     return it == streams_.end() ? nullptr : it->second.get();
   }
   void read();
+  void write_out();
   void arm_idle();
   void stop_pooling();
 
@@ -173,6 +175,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
   std::array<uint8_t, 64 * 1024> read_buffer_{};
   std::string write_buffer_;
   bool writing_ = false;
+  bool flush_posted_ = false;
   bool in_nghttp2_ = false;  // inside nghttp2_session_mem_recv/mem_send (and so its callbacks)
   bool closed_ = false;
   Error close_reason_;
@@ -1025,9 +1028,21 @@ void H2Connection::receive(const uint8_t* data, size_t size) {
   flush();
 }
 
+// What is said on the connection goes out on the strand's next turn, not at once: frames queued
+// by the handlers already waiting to run there (other streams' requests or answers) join the
+// same write, so a busy connection makes one write and one TLS record for many streams.
+void H2Connection::flush() {
+  if (flush_posted_ || writing_ || closed_ || session_ == nullptr) return;
+  flush_posted_ = true;
+  net::post(strand, [self = shared_from_this(), this] {
+    flush_posted_ = false;
+    write_out();
+  });
+}
+
 // Not re-entrant: from inside nghttp2's callbacks it does nothing (the read loop and the write
 // loop flush after nghttp2 returns).
-void H2Connection::flush() {
+void H2Connection::write_out() {
   if (writing_ || closed_ || session_ == nullptr || in_nghttp2_) return;
   write_buffer_.clear();
   while (write_buffer_.size() < kWriteBatch) {
@@ -1056,7 +1071,7 @@ void H2Connection::flush() {
                          fail(io_error(ec, peer, "writing HTTP/2 frames", rt.settings.write_timeout));
                        return;
                      }
-                     flush();
+                     write_out();
                    });
 }
 
