@@ -115,12 +115,13 @@ class Call : public std::enable_shared_from_this<Call> {
     std::shared_ptr<Call> call;
     uint32_t attempt;
   };
+  static void selected(void* ctx, const micro_error_t* error, const micro_node_t* node) noexcept;
   static void sent(void* ctx, const micro_error_t* error) noexcept;
   static void received(void* ctx, const micro_error_t* error,
                        const micro_message_t* response) noexcept;
 
   void attempt();
-  void dial(const micro::Node& node);
+  void dial(std::string_view node_id, std::string_view address);
   void send(uint32_t attempt, micro::Socket socket);
   void received(uint32_t attempt, const micro_error_t* error, const micro_message_t* response);
   // A transport failure on this attempt's node: try another node if that is safe, else give up.
@@ -145,7 +146,8 @@ class Call : public std::enable_shared_from_this<Call> {
   Clock::time_point deadline_;
   micro::rpc_common::Deadlines<Call>::Key deadline_key_{};
   uint32_t retries_left_ = 0;
-  std::vector<std::string> tried_;
+  std::vector<std::string> tried_;  // the nodes of earlier attempts (the current one: node_id_)
+  std::shared_ptr<Call> selecting_;  // holds the call while the selector chooses its node
   std::recursive_mutex mutex_;
   bool finished_ = false;
   // The node of the current attempt (under mutex_; callbacks carry their attempt's number, so
@@ -477,36 +479,55 @@ uint64_t Call::remaining_ms() const {
   return left > 0 ? static_cast<uint64_t>(left) : 1;
 }
 
+// The node comes through the selector's C call as a view: nothing is boxed, and only its id and
+// address are kept.
 void Call::attempt() {
-  if (!options_.address.empty()) return dial(micro::Node{options_.address, options_.address, {}});
-  micro::SelectOptions select;
-  select.exclude_node_ids = tried_;
-  client_.selector_.select(request_.service, select,
-                           [self = shared_from_this()](const micro::Error& error,
-                                                       const micro::Node& node) {
-                             if (!error.ok()) return self->finish(error, nullptr);
-                             self->dial(node);
-                           });
+  if (!options_.address.empty()) return dial(options_.address, options_.address);
+  std::vector<micro_str_t> excluded;  // every node tried so far (none on the first attempt)
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    if (!node_id_.empty()) {
+      excluded.reserve(tried_.size() + 1);
+      for (const auto& id : tried_) excluded.push_back(micro::to_c(id));
+      excluded.push_back(micro::to_c(node_id_));
+    }
+  }
+  const micro_select_options_t select{sizeof(micro_select_options_t), {nullptr, 0},
+                                      excluded.data(), excluded.size()};
+  selecting_ = shared_from_this();
+  client_.selector_.select_c(request_.service, select, &Call::selected, this);
 }
 
-void Call::dial(const micro::Node& node) {
+void Call::selected(void* ctx, const micro_error_t* error, const micro_node_t* node) noexcept {
+  const std::shared_ptr<Call> self = std::move(static_cast<Call*>(ctx)->selecting_);
+  (void)micro::detail::guarded([&] {
+    micro::Error e = micro::Error::from_c(error);
+    if (e.ok() && node == nullptr)
+      e = micro::Error::unavailable("the selector returned neither a node nor an error");
+    if (!e.ok()) return self->finish(e, nullptr);
+    const micro_node_t n = micro::read_struct(node);
+    self->dial(micro::to_view(n.id), micro::to_view(n.address));
+  });
+}
+
+void Call::dial(std::string_view node_id, std::string_view address) {
   uint32_t attempt = 0;
   {
     std::lock_guard<std::recursive_mutex> lock(mutex_);
-    tried_.push_back(node.id);
+    if (!node_id_.empty()) tried_.push_back(std::move(node_id_));
     attempt = ++attempt_;
-    node_id_ = node.id;
-    address_ = node.address;
+    node_id_.assign(node_id);
+    address_.assign(address);
   }
   std::vector<std::unique_ptr<micro::Socket>> stale;
-  std::unique_ptr<micro::Socket> idle = client_.idle_.take(node.address, timeout_ms_, stale);
+  std::unique_ptr<micro::Socket> idle = client_.idle_.take(address_, timeout_ms_, stale);
   client_.release(std::move(stale));
   if (idle != nullptr) return send(attempt, std::move(*idle));
   // Dialed with the whole call's timeout, so that later calls with the same timeout can reuse
   // the socket; this call's own deadline still ends it in time.
   micro::DialOptions dial;
   dial.timeout_ms = timeout_ms_;
-  client_.transport_.dial(node.address, dial, [self = shared_from_this(), attempt](
+  client_.transport_.dial(address, dial, [self = shared_from_this(), attempt](
                                                   const micro::Error& error, micro::Socket socket) {
     if (!error.ok()) return self->failed(attempt, error, false);
     self->send(attempt, std::move(socket));
@@ -556,20 +577,21 @@ void Call::received(void* ctx, const micro_error_t* error,
 
 void Call::received(uint32_t attempt, const micro_error_t* error,
                     const micro_message_t* response) {
-  std::string node_id, address;
   {
-    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    std::unique_lock<std::recursive_mutex> lock(mutex_);
     if (attempt != attempt_) return;  // an earlier attempt's socket, already given up
-    node_id = node_id_;
-    address = address_;
+    if (error != nullptr || response == nullptr) {
+      const std::string address = address_;
+      lock.unlock();
+      return failed(attempt,
+                    error != nullptr ? micro::Error::from_c(error)
+                                     : micro::Error::unavailable(
+                                           address + " closed the connection without answering"),
+                    true);
+    }
+    // The node answered: it is alive. (A selector's mark calls nothing back.)
+    client_.selector_.mark(request_.service, node_id_, {});
   }
-  if (error != nullptr || response == nullptr)
-    return failed(attempt,
-                  error != nullptr ? micro::Error::from_c(error)
-                                   : micro::Error::unavailable(address + " closed the connection "
-                                                                         "without answering"),
-                  true);
-  client_.selector_.mark(request_.service, node_id, {});  // the node answered: it is alive
   const micro_message_t m = micro::read_struct(response);
   const std::string_view status = micro::find_value(m.header, ":status");
   if (status == "200") return finish({}, response, true);
@@ -597,7 +619,7 @@ void Call::failed(uint32_t attempt, micro::Error error, bool request_sent) {
             options_.address.empty();
     if (retry) {
       --retries_left_;
-      attempt_number = static_cast<uint32_t>(tried_.size());
+      attempt_number = attempt_;
     }
   }
   if (!retry) return finish(error, nullptr);

@@ -124,15 +124,46 @@ class DefaultSelector final : public micro::SelectorPlugin {
     select_uncached(service, strategy, options.exclude_node_ids, std::move(done));
   }
 
+  // The C select of a cached service, answered inline with a view of the cached node: nothing
+  // is copied or allocated (for names that fit std::string's inline buffer). Anything else
+  // (a cold service, an unknown strategy) takes the ordinary path through select().
+  bool select_c(std::string_view service, const micro_select_options_t& options,
+                micro_node_fn done, void* ctx) noexcept override {
+    Strategy strategy = default_strategy_;
+    if (options.strategy.size != 0) {
+      const auto parsed = parse_strategy(micro::to_view(options.strategy));
+      if (!parsed) return false;  // select() says why
+      strategy = *parsed;
+    }
+    const CNodeIds exclude{options.exclude_node_ids,
+                           options.exclude_node_ids != nullptr ? options.exclude_count : 0};
+    std::optional<Pick> pick;
+    if (!micro::detail::guarded([&] { pick = pick_cached(std::string(service), strategy, exclude); })
+             .ok() ||
+        !pick)
+      return false;
+    if (!pick->error.ok()) {
+      const micro_error_t view = pick->error.view();
+      done(ctx, &view, nullptr);
+      return true;
+    }
+    answer_c((*pick->nodes)[pick->index], done, ctx);
+    return true;
+  }
   void mark(const std::string& service, const std::string& node_id,
             const micro::Error& outcome) override {
-    const std::shared_ptr<ServiceEntry> entry = find(service);
+    mark_view(service, node_id, outcome);
+  }
+  // A success (every call's outcome) clears a mark, if any, without copying the id.
+  void mark_view(std::string_view service, std::string_view node_id,
+                 const micro::Error& outcome) override {
+    const std::shared_ptr<ServiceEntry> entry = find(std::string(service));
     if (!entry) return;  // nothing cached: nothing to choose from, nothing to mark
     std::lock_guard<std::mutex> lock(entry->mutex);
     if (outcome.ok()) {
       entry->clear_mark_locked(node_id);
     } else if (blacklist_.count() > 0) {
-      entry->mark_failed_locked(node_id, Clock::now() + blacklist_);
+      entry->mark_failed_locked(std::string(node_id), Clock::now() + blacklist_);
       log_.debug("node ", node_id, " of service '", service, "' failed (", outcome.to_string(),
                  "): not chosen for ", blacklist_.count(), " ms");
     }
@@ -155,20 +186,28 @@ class DefaultSelector final : public micro::SelectorPlugin {
   // Returns false when the service is not cached well enough to answer.
   bool select_cached(const std::string& service, Strategy strategy,
                      const std::vector<std::string>& exclude, const micro::NodeCallback& done) {
+    std::optional<Pick> pick = pick_cached(service, strategy, exclude);
+    if (!pick) return false;
+    deliver(*pick, done);
+    return true;
+  }
+  // The pick for a cached service, or nothing when it is not cached well enough to answer.
+  template <class Exclude>
+  std::optional<Pick> pick_cached(const std::string& service, Strategy strategy,
+                                  const Exclude& exclude) {
     std::shared_ptr<ServiceEntry> entry = find(service);
-    if (!entry) return false;
+    if (!entry) return std::nullopt;
     Pick pick;
     bool stale = false;  // the TTL has passed: refresh
     {
       std::lock_guard<std::mutex> lock(entry->mutex);
-      if (!entry->answerable_locked()) return false;
+      if (!entry->answerable_locked()) return std::nullopt;
       const auto now = Clock::now();
       stale = entry->claim_refresh_locked(now);
       pick = entry->pick_locked(strategy, exclude, now);
     }
     if (stale) start_lookup(std::move(entry));  // the stale nodes answer meanwhile
-    deliver(pick, done);
-    return true;
+    return pick;
   }
 
   // The service's entry, or null. (If reset drops it right after, a select that got it answers
@@ -321,6 +360,27 @@ class DefaultSelector final : public micro::SelectorPlugin {
     watch.stop();
   }
 
+  // Calls a C select's `done` with a view of `node`; its metadata list is on the stack unless
+  // it is long.
+  static void answer_c(const micro::Node& node, micro_node_fn done, void* ctx) noexcept {
+    constexpr size_t kInline = 16;
+    if (node.metadata.size() > kInline) {
+      std::optional<micro::NodeView> view;
+      const micro::Error failure = micro::detail::guarded([&] { view.emplace(node); });
+      if (!failure.ok()) {
+        const micro_error_t error = failure.view();
+        return done(ctx, &error, nullptr);
+      }
+      return done(ctx, nullptr, view->c());
+    }
+    micro_kv_t items[kInline];
+    size_t count = 0;
+    for (const auto& [key, value] : node.metadata)
+      items[count++] = {micro::to_c(key), micro::to_c(value)};
+    const micro_node_t view{sizeof(micro_node_t), micro::to_c(node.id),
+                            micro::to_c(node.address), {items, count}};
+    done(ctx, nullptr, &view);
+  }
   static void deliver(const Pick& pick, const micro::NodeCallback& done) {
     if (!pick.error.ok()) return done(pick.error, micro::Node{});
     done(micro::Error{}, (*pick.nodes)[pick.index]);

@@ -32,6 +32,13 @@ struct Pick {
   micro::Error error;
 };
 
+// Node ids a C select excludes (micro_select_options_t), borrowed for the select.
+struct CNodeIds {
+  const micro_str_t* items = nullptr;
+  size_t count = 0;
+  bool empty() const noexcept { return count == 0; }
+};
+
 // A select that arrived before the service's nodes were known; answered when the lookup ends.
 struct Waiter {
   Strategy strategy;
@@ -87,8 +94,9 @@ class ServiceEntry {
   // Chooses a node for one call. Skips excluded nodes and nodes marked failed less than
   // blacklist_ms ago; when every node left is marked, chooses among them anyway (a node that
   // failed a moment ago may work now; failing the call for certain helps nobody).
-  Pick pick_locked(Strategy strategy, const std::vector<std::string>& exclude,
-                   Clock::time_point now) {
+  // `Exclude` is a std::vector<std::string> or CNodeIds.
+  template <class Exclude>
+  Pick pick_locked(Strategy strategy, const Exclude& exclude, Clock::time_point now) {
     Pick out;
     out.nodes = nodes_;
     const NodeList& nodes = *nodes_;
@@ -143,7 +151,7 @@ class ServiceEntry {
     marks_.push_back({node_id, until});
   }
 
-  void clear_mark_locked(const std::string& node_id) {
+  void clear_mark_locked(std::string_view node_id) {
     marks_.erase(std::remove_if(marks_.begin(), marks_.end(),
                                 [&](const Mark& m) { return m.node_id == node_id; }),
                  marks_.end());
@@ -209,6 +217,11 @@ class ServiceEntry {
 
   static bool contains(const std::vector<std::string>& ids, const std::string& id) noexcept {
     return std::find(ids.begin(), ids.end(), id) != ids.end();
+  }
+  static bool contains(const CNodeIds& ids, const std::string& id) noexcept {
+    for (size_t i = 0; i < ids.count; ++i)
+      if (micro::to_view(ids.items[i]) == id) return true;
+    return false;
   }
   bool is_marked_locked(const std::string& node_id) const noexcept {
     return std::any_of(marks_.begin(), marks_.end(),

@@ -232,6 +232,53 @@ TEST_F(SelectorDefault, ResetForgetsTheMarks) {
   EXPECT_EQ(pick_many("greeter", 3).count("a"), 1u);
 }
 
+// ---- the C select (client-rpc's path): a view of the cached node ----
+
+// A cached node reaches a C select whole: id, address and every metadata entry, whether its
+// metadata fits the selector's inline list or not; excluded ids are honoured there too.
+TEST_F(SelectorDefault, CSelectSeesTheCachedNodeWithAllItsMetadata) {
+  start();
+  micro::Service s{"greeter", "1.0.0", {}, {}, {}};
+  s.nodes.push_back({"short", "127.0.0.1:9000", {{"protocol", "mucp"}, {"transport", "http"}}});
+  micro::Metadata many;
+  for (int i = 0; i < 40; ++i) many["key-" + std::to_string(i)] = "value-" + std::to_string(i);
+  s.nodes.push_back({"long", "127.0.0.1:9001", many});
+  ASSERT_TRUE(registry_.register_service(s).ok());
+  EXPECT_FALSE(pick("greeter").empty());  // cached from here on
+
+  struct Seen {
+    micro::Error error;
+    micro::Node node;
+  };
+  const auto select_c = [&](const std::vector<std::string>& exclude) {
+    std::vector<micro_str_t> ids;
+    for (const auto& id : exclude) ids.push_back(micro::to_c(id));
+    const micro_select_options_t options{sizeof(micro_select_options_t), {nullptr, 0},
+                                         ids.data(), ids.size()};
+    Seen seen;
+    selector_.select_c("greeter", options,
+                       [](void* ctx, const micro_error_t* error, const micro_node_t* node) {
+                         auto* out = static_cast<Seen*>(ctx);
+                         out->error = micro::Error::from_c(error);
+                         if (node != nullptr) out->node = micro::from_c(node);
+                       },
+                       &seen);
+    return seen;  // selector-default answers a cached service inline
+  };
+  const Seen short_one = select_c({"long"});
+  ASSERT_TRUE(short_one.error.ok()) << short_one.error.to_string();
+  EXPECT_EQ(short_one.node.id, "short");
+  EXPECT_EQ(short_one.node.address, "127.0.0.1:9000");
+  EXPECT_EQ(short_one.node.metadata, s.nodes[0].metadata);
+  const Seen long_one = select_c({"short"});
+  ASSERT_TRUE(long_one.error.ok()) << long_one.error.to_string();
+  EXPECT_EQ(long_one.node.id, "long");
+  EXPECT_EQ(long_one.node.metadata, many);
+  const Seen none = select_c({"short", "long"});
+  EXPECT_EQ(none.error.code(), 503) << none.error.to_string();
+  EXPECT_TRUE(none.node.id.empty());
+}
+
 // ---- threads ----
 
 TEST_F(SelectorDefault, CallbackMayCallTheSelectorAgain) {

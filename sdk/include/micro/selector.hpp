@@ -53,6 +53,20 @@ class SelectorPlugin : public PluginBase {
   // Forgets what is cached and marked for `service`.
   virtual void reset(const std::string& service) = 0;
 
+  // Optional fast paths for the C calls, for a selector on every call's path. select_c answers
+  // a select itself, calling `done` exactly once (any thread) with a node view that needs to live
+  // only for the callback, and returns true; false, having done nothing, takes the ordinary path
+  // through select(). mark_view takes the strings as views; the default copies them for mark().
+  virtual bool select_c(std::string_view service, const micro_select_options_t& options,
+                        micro_node_fn done, void* ctx) noexcept {
+    (void)service, (void)options, (void)done, (void)ctx;
+    return false;
+  }
+  virtual void mark_view(std::string_view service, std::string_view node_id,
+                         const Error& outcome) {
+    mark(std::string(service), std::string(node_id), outcome);
+  }
+
   static const void* c_vtable() noexcept;
 };
 
@@ -93,9 +107,11 @@ struct SelectorAdapter {
 
   static void select(void* self, micro_str_t service, const micro_select_options_t* options,
                      micro_node_fn on_selected, void* ctx) noexcept {
+    const micro_select_options_t o = read_struct(options);
+    if (on_selected != nullptr && as(self)->select_c(to_view(service), o, on_selected, ctx))
+      return;
     CNodeCompletion complete(on_selected, ctx);
     guarded_async(complete, [&] {
-      const micro_select_options_t o = read_struct(options);
       SelectOptions converted{std::string(to_view(o.strategy)), {}};
       for (size_t i = 0; i < o.exclude_count && o.exclude_node_ids != nullptr; ++i)
         converted.exclude_node_ids.emplace_back(to_view(o.exclude_node_ids[i]));
@@ -105,10 +121,8 @@ struct SelectorAdapter {
 
   static void mark(void* self, micro_str_t service, micro_str_t node_id,
                    const micro_error_t* error) noexcept {
-    (void)guarded([&] {
-      as(self)->mark(std::string(to_view(service)), std::string(to_view(node_id)),
-                     Error::from_c(error));
-    });
+    (void)guarded(
+        [&] { as(self)->mark_view(to_view(service), to_view(node_id), Error::from_c(error)); });
   }
 
   static void reset(void* self, micro_str_t service) noexcept {
@@ -146,6 +160,17 @@ class Selector {
     const micro_select_options_t o{sizeof(micro_select_options_t), to_c(options.strategy),
                                    excluded.data(), excluded.size()};
     vtable_.select(self_, to_c(service), &o, &node_trampoline, detail::box(std::move(done)));
+  }
+  // The C form, for a caller on every call's path: `done` receives the node as a view, valid
+  // only during the callback; nothing is boxed or copied here. `done` is called exactly once.
+  void select_c(std::string_view service, const micro_select_options_t& options,
+                micro_node_fn done, void* ctx) const {
+    if (!vtable_.select) {
+      const Error missing = detail::missing("selector", "select");
+      const micro_error_t view = missing.view();
+      return done(ctx, &view, nullptr);
+    }
+    vtable_.select(self_, to_c(service), &options, done, ctx);
   }
   Result<Node> select(std::string_view service, const SelectOptions& options = {}) const {
     return detail::wait_result<Node>(
