@@ -224,11 +224,31 @@ class H2Socket final : public SessionBase,
   // The same two fast paths for a C call (HttpSocket's send_c/recv_c): no Message copy, nothing
   // boxed; false (having done nothing) sends the call the ordinary way.
   bool send_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept override {
+    return send_frame_c(message, done, ctx) || send_unary_c(message, done, ctx);
+  }
+  bool send_frame_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
     for (size_t i = 0; i < message.header.count && message.header.items != nullptr; ++i)
       if (to_view(message.header.items[i].key) == "micro-error") return false;
     if (!send_behind(to_view(message.body))) return false;
     ++inline_depth();
     done(ctx, nullptr);
+    --inline_depth();
+    return true;
+  }
+  // A C caller's unary send on the connection's strand (from one of its completions: the next
+  // call on a pooled socket, a handler's answer): its headers go to nghttp2 from the C list as it
+  // is (keys in ascending order, as a Message's map would list them), with no Message built.
+  bool send_unary_c(const micro_message_t& message, micro_done_fn done, void* ctx) noexcept {
+    const bool unary = role_ == Role::client ? !stream_mode_ : !stream_in_;
+    if (!unary || !conn_->strand.running_in_this_thread() || inline_depth() >= kMaxInlineDepth ||
+        !OutHeaders::ascending(message.header))
+      return false;
+    if (completions_.arm_send(done, ctx) != Completions::Arm::ok) return false;  // say why there
+    ++inline_depth();
+    const Error thrown = detail::guarded([&] {
+      send_unary(OutHeaders(message.header), to_view(message.body), nullptr);
+    });
+    if (!thrown.ok()) completions_.send(thrown);
     --inline_depth();
     return true;
   }
@@ -473,17 +493,40 @@ class H2Socket final : public SessionBase,
 
   // ---- sending
   void on_send(Message message) {
+    const bool unary = role_ == Role::client ? !stream_mode_ : !stream_in_;
+    if (unary) return send_unary(message, message.body, &message.body);
     if (const Error refusal = send_refusal(); !refusal.ok()) return completions_.send(refusal);
     if (role_ == Role::client) return client_send(std::move(message));
     server_send(std::move(message));
   }
 
+  // A unary request or answer, from a Message (`movable` its body, taken) or a C list (`body`
+  // copied); completes the armed send. On the strand.
+  void send_unary(const OutHeaders& message, std::string_view body, std::string* movable) {
+    if (const Error refusal = send_refusal(); !refusal.ok()) return completions_.send(refusal);
+    const Error failed = role_ == Role::client ? start_request(message, body, movable)
+                                               : answer(message, body, movable);
+    if (!failed.ok()) return completions_.send(failed);
+    conn_->flush();
+    completions_.send({});
+  }
+
   void client_send(Message message) {
-    if (stream_mode_ && stream_id_ != 0) return queue_frame(message);
+    if (stream_id_ != 0) return queue_frame(message);
+    if (const Error failed = start_request(message, {}, nullptr); !failed.ok())
+      return completions_.send(failed);
+    if (!message.body.empty()) return queue_frame(message);
+    conn_->flush();
+    completions_.send({});
+  }
+
+  // Opens the request's stream: a unary request with `body` (`movable`, when set, is taken
+  // instead of copied), or a bidi stream whose frames follow. The error to complete the send with.
+  Error start_request(const OutHeaders& message, std::string_view body, std::string* movable) {
     if (!stream_mode_ && exchange_active_)
-      return completions_.send(Error::conflict("send: the response to the previous request on " +
-                                               conn_->peer + " has not been received")
-                                   .with_id(kModule));
+      return Error::conflict("send: the response to the previous request on " + conn_->peer +
+                             " has not been received")
+          .with_id(kModule);
     HeaderList headers;
     const Error invalid = detail::guarded([&] {
       std::string method, path;
@@ -494,15 +537,14 @@ class H2Socket final : public SessionBase,
                                        {":authority", conn_->address},
                                        {":path", path}});
     });
-    if (!invalid.ok())
-      return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+    if (!invalid.ok()) return Error(invalid.code(), "send: " + invalid.detail(), kModule);
     reset_exchange();
-    const bool has_body = stream_mode_ || !message.body.empty();
+    const bool has_body = stream_mode_ || !body.empty();
     if (stream_mode_) {
       mark_stream(headers);
     } else {
-      headers.emplace_back("content-length", std::to_string(message.body.size()));
-      out_ = std::move(message.body);
+      headers.emplace_back("content-length", std::to_string(body.size()));
+      take_body(body, movable);
       out_eof_ = true;
     }
     out_done_ = !has_body;
@@ -513,45 +555,63 @@ class H2Socket final : public SessionBase,
     const int32_t id = nghttp2_submit_request(conn_->session(), nullptr, nv.data(), nv.size(),
                                               has_body ? &provider : nullptr, nullptr);
     if (id < 0)
-      return completions_.send(Error(
-          503, "cannot start an HTTP/2 stream on " + conn_->peer + ": " + nghttp2_strerror(id),
-          kModule));
+      return Error(503,
+                   "cannot start an HTTP/2 stream on " + conn_->peer + ": " + nghttp2_strerror(id),
+                   kModule);
     stream_id_ = id;
     exchange_active_ = true;
     conn_->attach(id, shared_from_this());
-    if (stream_mode_ && !message.body.empty()) return queue_frame(message);
+    return {};
+  }
+
+  // A stream's answer: its head, then frames.
+  void server_send(Message message) {
+    if (response_started_) return queue_frame(message);
+    if (!head_delivered_)
+      return completions_.send(
+          Error::bad_request("send: no request to answer on " + where()).with_id(kModule));
+    HeaderList headers;
+    const Error invalid = detail::guarded([&] { headers = response_fields(message); });
+    if (!invalid.ok())
+      return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
+    mark_stream(headers);
+    submit_response(headers, true);
+    if (!message.body.empty()) return queue_frame(message);
     conn_->flush();
     completions_.send({});
   }
 
-  void server_send(Message message) {
-    if (response_started_ && stream_in_) return queue_frame(message);
+  // The answer to a unary request (`movable` as for start_request).
+  Error answer(const OutHeaders& message, std::string_view body, std::string* movable) {
     if (response_started_ || !head_delivered_)
-      return completions_.send(
-          Error::bad_request("send: no request to answer on " + where()).with_id(kModule));
+      return Error::bad_request("send: no request to answer on " + where()).with_id(kModule);
     HeaderList headers;
     unsigned status = 200;
     const Error invalid = detail::guarded([&] {
       status = response_status(message);
-      headers = h2_fields(message);
+      headers = response_fields(message);
     });
-    if (!invalid.ok())
-      return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
-    headers.insert(headers.begin(), {":status", std::to_string(status)});
-    if (stream_in_) {
-      mark_stream(headers);
-      submit_response(headers, true);
-      if (!message.body.empty()) return queue_frame(message);
-      conn_->flush();
-      return completions_.send({});
-    }
+    if (!invalid.ok()) return Error(invalid.code(), "send: " + invalid.detail(), kModule);
     const bool has_body = status != 204 && status != 304;
-    if (has_body) headers.emplace_back("content-length", std::to_string(message.body.size()));
-    if (has_body && head_.header[":method"] != "HEAD") out_ = std::move(message.body);
+    if (has_body) headers.emplace_back("content-length", std::to_string(body.size()));
+    if (has_body && head_.header[":method"] != "HEAD") take_body(body, movable);
     out_eof_ = true;
     submit_response(headers, has_body && !out_.empty());
-    conn_->flush();
-    completions_.send({});
+    return {};
+  }
+
+  // ":status" first, then the other headers (throws as h2_fields does).
+  static HeaderList response_fields(const OutHeaders& message) {
+    HeaderList headers = h2_fields(message);
+    headers.insert(headers.begin(), {":status", std::to_string(response_status(message))});
+    return headers;
+  }
+
+  void take_body(std::string_view body, std::string* movable) {
+    if (movable != nullptr)
+      out_ = std::move(*movable);
+    else
+      out_.assign(body.data(), body.size());
   }
 
   void submit_response(const HeaderList& headers, bool with_data) {

@@ -305,19 +305,19 @@ unsigned response_status(const OutHeaders& message) {
   return status;
 }
 
-HeaderList h2_fields(const Message& message) {
+HeaderList h2_fields(const OutHeaders& message) {
   HeaderList out;
-  out.reserve(message.header.size());
-  for (const auto& [name, value] : message.header) {
-    if (!name.empty() && name[0] == ':') continue;
-    if (is_framing_header(name) || iequals(name, "proxy-connection")) continue;
+  message.for_each([&](std::string_view name, std::string_view value) {
+    if (!name.empty() && name[0] == ':') return;
+    if (is_framing_header(name) || iequals(name, "proxy-connection")) return;
     if (!is_token(name))
-      throw Exception(Error::bad_request("header name '" + name + "' is not an HTTP token"));
+      throw Exception(
+          Error::bad_request("header name '" + std::string(name) + "' is not an HTTP token"));
     if (!is_field_value(value))
-      throw Exception(Error::bad_request("header '" + name +
+      throw Exception(Error::bad_request("header '" + std::string(name) +
                                          "' has a control character (CR, LF or NUL) in its value"));
     out.emplace_back(lower(name), value);
-  }
+  });
   return out;
 }
 

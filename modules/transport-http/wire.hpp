@@ -125,7 +125,7 @@ void write_response_head(const OutHeaders& message, unsigned status, bool keep_a
 void request_line(const OutHeaders& message, std::string& method, std::string& path);
 unsigned response_status(const OutHeaders& message);
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
-HeaderList h2_fields(const Message& message);
+HeaderList h2_fields(const OutHeaders& message);
 
 // Header names are matched without regard to case (senders may use any).
 const std::string* find_header(const Message& message, std::string_view lower_name);

@@ -181,4 +181,99 @@ inline std::string run_command(const std::string& command) {
   return out;
 }
 
+// C callers send from their completions (on the connection's strand, where a transport may take
+// the C list as it is): a handler answers a request with a descending list that repeats a key, and
+// the caller sends its next request from the response's callback as an ascending list. Each
+// arrives as the Message its list makes (the last of a repeated key wins), over `protocol` (as
+// micro-transport-protocol says; plaintext HTTP/1.1 says nothing: "").
+inline void c_header_lists_sent_from_completions_arrive_as_their_maps(
+    micro::Transport& server_transport, micro::Transport& client_transport,
+    const std::string& protocol) {
+  Collector<Message> requests;
+  // The first request is answered from a C list; the next with its echo (on HTTP/1.1 it comes on
+  // the same socket, on HTTP/2 as a stream, and so a socket, of its own).
+  TestServer server(server_transport, [&](micro::Socket& socket) {
+    socket.recv([&socket, &requests](const Error& error, std::optional<Message> request) {
+      if (!error.ok() || !request) return;
+      requests.push(*request);
+      if (request->header[":path"] == "/Echo.Again") {
+        socket.send(echo(*request), [](const Error&) {});
+        return;
+      }
+      // Descending, with a repeated key: not sendable as it is.
+      const micro_kv_t items[] = {{micro::to_c("x-b"), micro::to_c("2")},
+                                  {micro::to_c("x-a"), micro::to_c("1")},
+                                  {micro::to_c("x-a"), micro::to_c("3")}};
+      const micro_message_t reply{sizeof(micro_message_t), {items, 3},
+                                  micro::to_c_bytes("first")};
+      socket.send_c(reply, [](void*, const micro_error_t*) {}, nullptr);
+      serve_unary(  // then the next request, answered from a Message
+          socket,
+          [&requests](const Message& next) {
+            requests.push(next);
+            return echo(next);
+          },
+          nullptr);
+    });
+  });
+  auto dialed = client_transport.dial(server.address());
+  ASSERT_TRUE(dialed.ok()) << dialed.error.to_string();
+  micro::Socket socket = std::move(dialed.value);
+  ASSERT_TRUE(socket.send(request("/Echo.Call", "one")).ok());
+
+  struct Seen {
+    micro::Socket* socket;
+    Collector<Message> replies;
+    Collector<Error> errors;
+  } seen{&socket, {}, {}};
+  static constexpr auto on_reply = +[](void* ctx, const micro_error_t* error,
+                                       const micro_message_t* message) {
+    auto* s = static_cast<Seen*>(ctx);
+    if (error != nullptr || message == nullptr) return s->errors.push(Error::from_c(error));
+    s->replies.push(micro::from_c(message));
+  };
+  static constexpr auto on_first = +[](void* ctx, const micro_error_t* error,
+                                       const micro_message_t* message) {
+    auto* s = static_cast<Seen*>(ctx);
+    on_reply(ctx, error, message);
+    if (error != nullptr || message == nullptr) return;
+    // From this connection's completion: the next request, from an ascending C list.
+    const micro_kv_t items[] = {{micro::to_c(":path"), micro::to_c("/Echo.Again")},
+                                {micro::to_c("content-type"), micro::to_c("text/plain")},
+                                {micro::to_c("x-c"), micro::to_c("4")}};
+    const micro_message_t next{sizeof(micro_message_t), {items, 3}, micro::to_c_bytes("two")};
+    s->socket->send_c(
+        next,
+        [](void* ctx, const micro_error_t* error) {
+          auto* s = static_cast<Seen*>(ctx);
+          if (error != nullptr) return s->errors.push(Error::from_c(error));
+          s->socket->recv_c(on_reply, ctx);
+        },
+        ctx);
+  };
+  socket.recv_c(on_first, &seen);
+  ASSERT_TRUE(seen.replies.wait_for([](auto& r) { return r.size() == 2; }, 5s))
+      << (seen.errors.snapshot().empty() ? "" : seen.errors.snapshot()[0].to_string());
+  const auto replies = seen.replies.snapshot();
+  EXPECT_EQ(replies[0].header.at("x-a"), "3");
+  EXPECT_EQ(replies[0].header.at("x-b"), "2");
+  EXPECT_EQ(replies[0].header.at(":status"), "200");
+  EXPECT_EQ(replies[0].body, "first");
+  if (!protocol.empty()) {
+    EXPECT_EQ(replies[0].header.at("micro-transport-protocol"), protocol);
+  }
+  EXPECT_EQ(replies[1].body, "two");
+  const auto got = requests.snapshot();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].body, "one");
+  EXPECT_EQ(got[1].header.at(":path"), "/Echo.Again");
+  EXPECT_EQ(got[1].header.at("content-type"), "text/plain");
+  EXPECT_EQ(got[1].header.at("x-c"), "4");
+  EXPECT_EQ(got[1].body, "two");
+  if (!protocol.empty()) {
+    EXPECT_EQ(got[1].header.at("micro-transport-protocol"), protocol);
+  }
+  EXPECT_TRUE(seen.errors.snapshot().empty());
+}
+
 }  // namespace micro::testing::http

@@ -325,6 +325,17 @@ TEST(TransportHttpH2, AHundredConcurrentCallsShareOneConnection) {
                                     << " connections";
 }
 
+// As over HTTP/1.1 (unary_test.cpp): on HTTP/2 an ascending C list sent on the connection's
+// strand goes to nghttp2 as it is, any other list takes the Message path.
+TEST(TransportHttpH2, CHeaderListsInAnyOrderSentFromACompletionArriveAsTheirMaps) {
+  TestCerts certs;
+  TransportStack server_side(server_options(certs));
+  TransportStack client_side(client_options(certs.ca));
+  ASSERT_TRUE(server_side.stack && client_side.stack);
+  c_header_lists_sent_from_completions_arrive_as_their_maps(server_side.transport,
+                                                            client_side.transport, "h2");
+}
+
 TEST(TransportHttpH2, TenThousandMessagesEachWayArriveCompleteAndInOrder) {
   TestCerts certs;
   TransportStack server_side(server_options(certs));
