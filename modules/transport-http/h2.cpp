@@ -528,14 +528,12 @@ class H2Socket final : public SessionBase,
                              " has not been received")
           .with_id(kModule);
     HeaderList headers;
+    std::string method, path;
     const Error invalid = detail::guarded([&] {
-      std::string method, path;
       request_line(message, method, path);
-      headers = h2_fields(message);
-      headers.insert(headers.begin(), {{":method", method},
-                                       {":scheme", "https"},
-                                       {":authority", conn_->address},
-                                       {":path", path}});
+      h2_fields(message, headers);
+      headers.add_front(
+          {{":method", method}, {":scheme", "https"}, {":authority", conn_->address}, {":path", path}});
     });
     if (!invalid.ok()) return Error(invalid.code(), "send: " + invalid.detail(), kModule);
     reset_exchange();
@@ -543,17 +541,18 @@ class H2Socket final : public SessionBase,
     if (stream_mode_) {
       mark_stream(headers);
     } else {
-      headers.emplace_back("content-length", std::to_string(body.size()));
+      headers.add("content-length", headers.number(body.size()));
       take_body(body, movable);
       out_eof_ = true;
     }
     out_done_ = !has_body;
-    const auto nv = to_nv(headers);
     nghttp2_data_provider provider{};
     provider.source.ptr = this;
     provider.read_callback = read_callback;
-    const int32_t id = nghttp2_submit_request(conn_->session(), nullptr, nv.data(), nv.size(),
-                                              has_body ? &provider : nullptr, nullptr);
+    const int32_t id = with_nv(headers, [&](const nghttp2_nv* nv, size_t count) {
+      return nghttp2_submit_request(conn_->session(), nullptr, nv, count,
+                                    has_body ? &provider : nullptr, nullptr);
+    });
     if (id < 0)
       return Error(503,
                    "cannot start an HTTP/2 stream on " + conn_->peer + ": " + nghttp2_strerror(id),
@@ -571,7 +570,7 @@ class H2Socket final : public SessionBase,
       return completions_.send(
           Error::bad_request("send: no request to answer on " + where()).with_id(kModule));
     HeaderList headers;
-    const Error invalid = detail::guarded([&] { headers = response_fields(message); });
+    const Error invalid = detail::guarded([&] { response_fields(message, headers); });
     if (!invalid.ok())
       return completions_.send(Error(invalid.code(), "send: " + invalid.detail(), kModule));
     mark_stream(headers);
@@ -587,24 +586,22 @@ class H2Socket final : public SessionBase,
       return Error::bad_request("send: no request to answer on " + where()).with_id(kModule);
     HeaderList headers;
     unsigned status = 200;
-    const Error invalid = detail::guarded([&] {
-      status = response_status(message);
-      headers = response_fields(message);
-    });
+    const Error invalid = detail::guarded([&] { status = response_fields(message, headers); });
     if (!invalid.ok()) return Error(invalid.code(), "send: " + invalid.detail(), kModule);
     const bool has_body = status != 204 && status != 304;
-    if (has_body) headers.emplace_back("content-length", std::to_string(body.size()));
+    if (has_body) headers.add("content-length", headers.number(body.size()));
     if (has_body && head_.header[":method"] != "HEAD") take_body(body, movable);
     out_eof_ = true;
     submit_response(headers, has_body && !out_.empty());
     return {};
   }
 
-  // ":status" first, then the other headers (throws as h2_fields does).
-  static HeaderList response_fields(const OutHeaders& message) {
-    HeaderList headers = h2_fields(message);
-    headers.insert(headers.begin(), {":status", std::to_string(response_status(message))});
-    return headers;
+  // ":status" first, then the other headers (throws as h2_fields does); the status.
+  static unsigned response_fields(const OutHeaders& message, HeaderList& headers) {
+    const unsigned status = response_status(message);
+    h2_fields(message, headers);
+    headers.add_front({{":status", headers.number(status)}});
+    return status;
   }
 
   void take_body(std::string_view body, std::string* movable) {
@@ -617,12 +614,13 @@ class H2Socket final : public SessionBase,
   void submit_response(const HeaderList& headers, bool with_data) {
     response_started_ = true;
     out_done_ = !with_data;
-    const auto nv = to_nv(headers);
     nghttp2_data_provider provider{};
     provider.source.ptr = this;
     provider.read_callback = read_callback;
-    const int rv = nghttp2_submit_response(conn_->session(), stream_id_, nv.data(), nv.size(),
-                                           with_data ? &provider : nullptr);
+    const int rv = with_nv(headers, [&](const nghttp2_nv* nv, size_t count) {
+      return nghttp2_submit_response(conn_->session(), stream_id_, nv, count,
+                                     with_data ? &provider : nullptr);
+    });
     if (rv != 0) conn_->rt.log.debug("HTTP/2 response on ", where(), ": ", nghttp2_strerror(rv));
   }
 
@@ -717,20 +715,19 @@ class H2Socket final : public SessionBase,
 
   void client_send_then_close(Message open) {
     // Like a first send, without completing a send.
-    HeaderList headers;
     std::string method, path;
     const Error invalid = detail::guarded([&] { request_line(open, method, path); });
     if (!invalid.ok()) return completions_.close_send(invalid);
-    headers = {{":method", method},
-               {":scheme", "https"},
-               {":authority", conn_->address},
-               {":path", path},
-               {"micro-stream", "1"}};
+    const HeaderList headers{{":method", method},
+                             {":scheme", "https"},
+                             {":authority", conn_->address},
+                             {":path", path},
+                             {"micro-stream", "1"}};
     reset_exchange();
     out_eof_ = true;
-    const auto nv = to_nv(headers);
-    const int32_t id = nghttp2_submit_request(conn_->session(), nullptr, nv.data(), nv.size(),
-                                              nullptr, nullptr);
+    const int32_t id = with_nv(headers, [&](const nghttp2_nv* nv, size_t count) {
+      return nghttp2_submit_request(conn_->session(), nullptr, nv, count, nullptr, nullptr);
+    });
     send_closed_ = true;
     if (id < 0)
       return completions_.close_send(Error(
@@ -745,20 +742,29 @@ class H2Socket final : public SessionBase,
 
   // Sets micro-stream: 1, replacing the sender's own (any case) so it is not sent twice.
   static void mark_stream(HeaderList& headers) {
-    headers.erase(std::remove_if(headers.begin(), headers.end(),
-                                 [](const auto& h) { return h.first == "micro-stream"; }),
-                  headers.end());
-    headers.emplace_back("micro-stream", "1");
+    headers.remove("micro-stream");
+    headers.add("micro-stream", "1");
   }
 
-  static std::vector<nghttp2_nv> to_nv(const HeaderList& headers) {
-    std::vector<nghttp2_nv> nv;
-    nv.reserve(headers.size());
-    for (const auto& [name, value] : headers)
-      nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE});
-    return nv;
+  // Calls `submit` with the headers as nghttp2's array (which nghttp2 copies), on the stack when
+  // short.
+  template <class Submit>
+  static int32_t with_nv(const HeaderList& headers, Submit submit) {
+    const auto to_nv = [](const HeaderList::Field& field) {
+      return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(field.first.data())),
+                        reinterpret_cast<uint8_t*>(const_cast<char*>(field.second.data())),
+                        field.first.size(), field.second.size(), NGHTTP2_NV_FLAG_NONE};
+    };
+    const auto& fields = headers.fields();
+    constexpr size_t kOnStack = 32;
+    if (fields.size() <= kOnStack) {
+      std::array<nghttp2_nv, kOnStack> nv;
+      std::transform(fields.begin(), fields.end(), nv.begin(), to_nv);
+      return submit(nv.data(), fields.size());
+    }
+    std::vector<nghttp2_nv> nv(fields.size());
+    std::transform(fields.begin(), fields.end(), nv.begin(), to_nv);
+    return submit(nv.data(), nv.size());
   }
 
   // A request the transport refuses (431, 413): answered with the error, as on HTTP/1.1.
@@ -769,11 +775,10 @@ class H2Socket final : public SessionBase,
       const std::string json = error_json(error);
       out_ = json;
       out_eof_ = true;
-      submit_response({{":status", std::to_string(error.code())},
-                       {"micro-error", json},
-                       {"content-type", "application/json"},
-                       {"content-length", std::to_string(json.size())}},
-                      true);
+      HeaderList headers{{"micro-error", json}, {"content-type", "application/json"}};
+      headers.add_front({{":status", headers.number(static_cast<uint64_t>(error.code()))}});
+      headers.add("content-length", headers.number(json.size()));
+      submit_response(headers, true);
       conn_->flush();
     }
     pump();

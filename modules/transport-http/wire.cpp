@@ -3,6 +3,7 @@
 #include <boost/property_tree/json_parser.hpp>
 #include <boost/property_tree/ptree.hpp>
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <sstream>
 
@@ -305,8 +306,21 @@ unsigned response_status(const OutHeaders& message) {
   return status;
 }
 
-HeaderList h2_fields(const OutHeaders& message) {
-  HeaderList out;
+void HeaderList::remove(std::string_view name) {
+  fields_.erase(std::remove_if(fields_.begin(), fields_.end(),
+                               [&](const Field& f) { return f.first == name; }),
+                fields_.end());
+}
+
+std::string_view HeaderList::number(uint64_t value) {
+  if (numbers_used_ == numbers_.size()) return keep(std::to_string(value));
+  auto& buffer = numbers_[numbers_used_++];
+  const auto printed = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
+  return {buffer.data(), static_cast<size_t>(printed.ptr - buffer.data())};
+}
+
+void h2_fields(const OutHeaders& message, HeaderList& out) {
+  out.reserve(message.size() + 6);  // and the pseudo-headers, content-length, micro-stream
   message.for_each([&](std::string_view name, std::string_view value) {
     if (!name.empty() && name[0] == ':') return;
     if (is_framing_header(name) || iequals(name, "proxy-connection")) return;
@@ -316,9 +330,10 @@ HeaderList h2_fields(const OutHeaders& message) {
     if (!is_field_value(value))
       throw Exception(Error::bad_request("header '" + std::string(name) +
                                          "' has a control character (CR, LF or NUL) in its value"));
-    out.emplace_back(lower(name), value);
+    const bool lower_case =
+        std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+    out.add(lower_case ? name : out.keep(lower(name)), value);
   });
-  return out;
 }
 
 void fill_request_head(const Message& message, std::string_view host,

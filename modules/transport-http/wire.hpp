@@ -4,7 +4,9 @@
 #pragma once
 
 #include <boost/beast/http.hpp>
+#include <array>
 #include <forward_list>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -93,6 +95,7 @@ class OutHeaders {
       f(to_view(list_.items[i].key), to_view(list_.items[i].value));
   }
   std::optional<std::string_view> find(std::string_view name) const;
+  size_t size() const noexcept { return map_ != nullptr ? map_->size() : list_.count; }
 
  private:
   const Metadata* map_ = nullptr;
@@ -124,8 +127,40 @@ void write_response_head(const OutHeaders& message, unsigned status, bool keep_a
 // micro::Exception (400) for what cannot be sent.
 void request_line(const OutHeaders& message, std::string& method, std::string& path);
 unsigned response_status(const OutHeaders& message);
-using HeaderList = std::vector<std::pair<std::string, std::string>>;
-HeaderList h2_fields(const OutHeaders& message);
+
+// An HTTP/2 head to submit: views of the sender's strings, and what the transport makes itself
+// (numbers, a lowered name), kept here. Views into it stay valid while it lives, so it is
+// neither copied nor moved.
+class HeaderList {
+ public:
+  using Field = std::pair<std::string_view, std::string_view>;
+  HeaderList() = default;
+  HeaderList(std::initializer_list<Field> fields) : fields_(fields) {}
+  HeaderList(const HeaderList&) = delete;
+  HeaderList& operator=(const HeaderList&) = delete;
+
+  void add(std::string_view name, std::string_view value) { fields_.emplace_back(name, value); }
+  void reserve(size_t n) { fields_.reserve(n); }
+  void add_front(std::initializer_list<Field> fields) {
+    fields_.insert(fields_.begin(), fields);
+  }
+  // Drops every field named `name`.
+  void remove(std::string_view name);
+  // `value` in decimal, kept here.
+  std::string_view number(uint64_t value);
+  // `s`, kept here.
+  std::string_view keep(std::string s) { return kept_.emplace_front(std::move(s)); }
+  const std::vector<Field>& fields() const noexcept { return fields_; }
+
+ private:
+  std::vector<Field> fields_;
+  std::array<std::array<char, 24>, 2> numbers_{};
+  size_t numbers_used_ = 0;
+  std::forward_list<std::string> kept_;
+};
+// Appends the message's headers but pseudo-headers, framing and connection headers, names in
+// lower case (the views of `message` must outlive `out`).
+void h2_fields(const OutHeaders& message, HeaderList& out);
 
 // Header names are matched without regard to case (senders may use any).
 const std::string* find_header(const Message& message, std::string_view lower_name);
