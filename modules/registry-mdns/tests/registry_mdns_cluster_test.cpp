@@ -341,8 +341,7 @@ TEST_F(MdnsCluster, MalformedPacketsAndFloodsLeaveTheRegistryWorking) {
   // machine (under ASan) that can take longer than the lookup's 200 ms window, which answers
   // from the cache as it is then. Wait (bounded) until the reader has taken every datagram in.
   const auto drained_by = Clock::now() + 20s;
-  while (queued_mdns_bytes() != 0 && Clock::now() < drained_by)
-    std::this_thread::sleep_for(10ms);
+  while (queued_mdns_bytes() != 0 && Clock::now() < drained_by) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(queued_mdns_bytes(), 0u) << "the reader did not read the flood in 20 s";
   // Still answers: the printers it had room for, no more than cache_limit.
   auto listed = reader.get_service("ipp");

@@ -502,9 +502,8 @@ TEST(TransportHttpUnary, AConnectionKeptBusyOutlivesItsTimeoutsWhileAQuietOneIsC
     EXPECT_EQ(reply.value->body, std::to_string(calls));
     // Checked as each call is answered, while the connection is busy (once the calls stop it
     // is quiet, and may be cut off by the time a check after the loop runs).
-    ASSERT_TRUE(ended.snapshot().empty())
-        << "the busy connection was cut off after call " << calls << ": "
-        << ended.snapshot()[0].to_string();
+    ASSERT_TRUE(ended.snapshot().empty()) << "the busy connection was cut off after call " << calls
+                                          << ": " << ended.snapshot()[0].to_string();
     ++calls;
     std::this_thread::sleep_for(20ms);
   }
