@@ -138,10 +138,9 @@ class DefaultSelector final : public micro::SelectorPlugin {
     const CNodeIds exclude{options.exclude_node_ids,
                            options.exclude_node_ids != nullptr ? options.exclude_count : 0};
     std::optional<Pick> pick;
-    if (!micro::detail::guarded([&] { pick = pick_cached(std::string(service), strategy, exclude); })
-             .ok() ||
-        !pick)
-      return false;
+    const micro::Error failed =
+        micro::detail::guarded([&] { pick = pick_cached(std::string(service), strategy, exclude); });
+    if (!failed.ok() || !pick) return false;
     if (!pick->error.ok()) {
       const micro_error_t view = pick->error.view();
       done(ctx, &view, nullptr);

@@ -532,8 +532,10 @@ class H2Socket final : public SessionBase,
     const Error invalid = detail::guarded([&] {
       request_line(message, method, path);
       h2_fields(message, headers);
-      headers.add_front(
-          {{":method", method}, {":scheme", "https"}, {":authority", conn_->address}, {":path", path}});
+      headers.add_front({{":method", method},
+                         {":scheme", "https"},
+                         {":authority", conn_->address},
+                         {":path", path}});
     });
     if (!invalid.ok()) return Error(invalid.code(), "send: " + invalid.detail(), kModule);
     reset_exchange();
@@ -1250,7 +1252,8 @@ std::shared_ptr<H2Connection> H2ClientPool::Impl::find(const std::string& addres
   return nullptr;
 }
 
-bool H2ClientPool::Impl::wait_for_connection(const std::string& address, H2ClientPool::Waiter& waiter) {
+bool H2ClientPool::Impl::wait_for_connection(const std::string& address,
+                                             H2ClientPool::Waiter& waiter) {
   std::unique_lock<std::mutex> lock(mutex_);
   // A first connection may have settled since the caller last looked for one: it is in live_
   // before it leaves connecting_, so looking for it here, under the same lock, closes that gap.
