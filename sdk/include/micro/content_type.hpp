@@ -56,9 +56,8 @@ class CodecSet {
 
   // The codec for `content_type`; 415 naming every supported type when there is none.
   Result<Codec> find(std::string_view content_type) const {
-    const std::string media = media_type(content_type);
     for (const auto& [type, codec] : by_type_)
-      if (type == media) return {Error{}, codec};
+      if (media_type_is(content_type, type)) return {Error{}, codec};
     return {Error(MICRO_CODE_UNSUPPORTED_MEDIA_TYPE,
                   "unsupported content type '" + std::string(content_type) +
                       "'; supported: " + supported()),
@@ -72,11 +71,11 @@ class CodecSet {
     size_t start = 0;
     while (start <= accept.size()) {
       const size_t comma = accept.find(',', start);
-      const std::string media =
-          media_type(accept.substr(start, comma == std::string_view::npos ? comma : comma - start));
-      if (!media.empty() && media != "*/*")
+      const std::string_view item =
+          accept.substr(start, comma == std::string_view::npos ? comma : comma - start);
+      if (!media_type_is(item, "") && !media_type_is(item, "*/*"))
         for (const auto& [type, codec] : by_type_)
-          if (type == media) return {Error{}, {type, codec}};
+          if (media_type_is(item, type)) return {Error{}, {type, codec}};
       if (comma == std::string_view::npos) break;
       start = comma + 1;
     }
