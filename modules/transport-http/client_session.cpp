@@ -55,13 +55,15 @@ class ClientSession final : public SessionCore<Stream> {
         this->hard_close(error);
         return on_dialed(error, nullptr);
       }
-      if constexpr (kIsTls<Stream>) {
-        if (protocol_ == kH2) {  // the connection becomes the address's HTTP/2 connection
-          closed_ = true;
-          close_reason_ = this->closed_locally();
-          return on_dialed({}, h2_adopt_client(rt_, address_, std::move(conn_), stream_mode_,
-                                               read_timeout_));
-        }
+      // The connection becomes the address's HTTP/2 connection when ALPN settled h2 (TLS) or
+      // h2c is on (plaintext).
+      bool h2 = rt_.settings.h2c;
+      if constexpr (kIsTls<Stream>) h2 = protocol_ == kH2;
+      if (h2) {
+        closed_ = true;
+        close_reason_ = this->closed_locally();
+        return on_dialed({}, h2_adopt_client(rt_, address_, std::move(conn_), stream_mode_,
+                                             read_timeout_));
       }
       on_dialed({}, std::make_unique<HttpSocket>(self));
     });
@@ -559,20 +561,11 @@ void dial_with(Runtime& runtime, const std::string& address, const HostPort& tar
   });
 }
 
-}  // namespace
-
-void dial_http(Runtime& runtime, const std::string& address, const DialOptions& options,
-               SocketImplCallback on_dialed) {
-  HostPort target;
-  if (!split_host_port(address, target) || target.host.empty())
-    return on_dialed(
-        Error::bad_request("dial: '" + address + "' is not host:port").with_id(kModule), nullptr);
-  if (!runtime.tls_client)
-    return dial_with<TcpStream>(runtime, address, target, options, std::move(on_dialed));
-  // TLS: a live HTTP/2 connection to the address carries the socket, else a new connection
-  // (which becomes that HTTP/2 connection when ALPN settles h2).
-  if (!runtime.settings.http2)
-    return dial_with<TlsStream>(runtime, address, target, options, std::move(on_dialed));
+// A dial that HTTP/2 may carry: a live HTTP/2 connection to the address carries the socket,
+// else a new connection (which becomes that HTTP/2 connection when it speaks HTTP/2).
+template <class Stream>
+void dial_h2(Runtime& runtime, const std::string& address, const HostPort& target,
+             const DialOptions& options, SocketImplCallback on_dialed) {
   if (auto socket = h2_dial_pooled(runtime, address, options))
     return on_dialed({}, std::move(socket));
   // While a first connection is being set up, later dials wait for it: once it settles they use
@@ -583,16 +576,42 @@ void dial_http(Runtime& runtime, const std::string& address, const DialOptions& 
       return on_dialed(Error(499, "dial " + address + ": the transport is shutting down", kModule),
                        nullptr);
     if (auto socket = h2_dial_pooled(*rt, address, options)) return on_dialed({}, std::move(socket));
-    dial_with<TlsStream>(*rt, address, target, options, on_dialed);
+    dial_with<Stream>(*rt, address, target, options, on_dialed);
   };
-  if (runtime.h2_pool->wait_for_connection(address, retry)) return;
-  dial_with<TlsStream>(
-      runtime, address, target, options,
-      [rt, address, on_dialed = std::move(on_dialed)](const Error& error,
-                                                       std::unique_ptr<SocketImpl> socket) {
-        on_dialed(error, std::move(socket));
-        for (auto& waiter : rt->h2_pool->connection_settled(address)) waiter();
-      });
+  const int attempts = runtime.settings.http2_connections;
+  if (runtime.h2_pool->wait_for_connection(address, retry, attempts)) return;
+  // This dial's connection and the others (http2_connections in all) are set up at once; the
+  // dials waiting meanwhile spread over them once all have settled.
+  auto settled = [rt, address] {
+    for (auto& waiter : rt->h2_pool->connection_settled(address)) waiter();
+  };
+  for (int i = 1; i < attempts; ++i)
+    dial_with<Stream>(runtime, address, target, DialOptions{options.timeout_ms, false},
+                      [settled](const Error&, std::unique_ptr<SocketImpl>) { settled(); });
+  dial_with<Stream>(runtime, address, target, options,
+                    [settled, on_dialed = std::move(on_dialed)](
+                        const Error& error, std::unique_ptr<SocketImpl> socket) {
+                      on_dialed(error, std::move(socket));
+                      settled();
+                    });
+}
+
+}  // namespace
+
+void dial_http(Runtime& runtime, const std::string& address, const DialOptions& options,
+               SocketImplCallback on_dialed) {
+  HostPort target;
+  if (!split_host_port(address, target) || target.host.empty())
+    return on_dialed(
+        Error::bad_request("dial: '" + address + "' is not host:port").with_id(kModule), nullptr);
+  if (!runtime.tls_client) {
+    if (runtime.settings.h2c)
+      return dial_h2<TcpStream>(runtime, address, target, options, std::move(on_dialed));
+    return dial_with<TcpStream>(runtime, address, target, options, std::move(on_dialed));
+  }
+  if (!runtime.settings.http2)
+    return dial_with<TlsStream>(runtime, address, target, options, std::move(on_dialed));
+  dial_h2<TlsStream>(runtime, address, target, options, std::move(on_dialed));
 }
 
 }  // namespace micro::transport_http

@@ -1,5 +1,5 @@
 // HTTP/2 on libnghttp2: nghttp2 does the framing, HPACK, flow control and stream states; this
-// file moves bytes between it and the TLS stream (one read loop, one write at a time, on the
+// file moves bytes between it and the TLS or TCP stream (one read loop, one write at a time, on the
 // connection's strand) and maps its streams onto sockets, as docs/rpc-wire.md says.
 #include "h2.hpp"
 
@@ -32,18 +32,24 @@ class H2Connection;
 
 class H2ClientPool::Impl {
  public:
-  // A usable connection to `address`, or null.
+  // The usable connection to `address` with the fewest sockets on it, or null.
   std::shared_ptr<H2Connection> find(const std::string& address);
   void put(const std::string& address, const std::shared_ptr<H2Connection>& conn) {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!closed_) live_[address] = conn;  // a newer one replaces an older (which serves its own)
+    if (!closed_) live_[address].push_back(conn);
   }
   void remove(const std::string& address, const H2Connection* conn) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = live_.find(address);
     if (it == live_.end()) return;
-    auto current = it->second.lock();
-    if (!current || current.get() == conn) live_.erase(it);
+    auto& conns = it->second;
+    conns.erase(std::remove_if(conns.begin(), conns.end(),
+                               [conn](const std::weak_ptr<H2Connection>& weak) {
+                                 auto live = weak.lock();
+                                 return !live || live.get() == conn;
+                               }),
+                conns.end());
+    if (conns.empty()) live_.erase(it);
   }
   void close() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -56,22 +62,29 @@ class H2ClientPool::Impl {
     return closed_;
   }
 
-  // Runs `waiter` at once when a usable connection is there; else keeps it while a first
-  // connection is set up (true), or records that the caller's dial is that one (false).
-  bool wait_for_connection(const std::string& address, H2ClientPool::Waiter& waiter);
+  // Runs `waiter` at once when a usable connection is there; else keeps it while the first
+  // connections (`attempts` of them) are set up (true), or records that the caller's dial starts
+  // them (false).
+  bool wait_for_connection(const std::string& address, H2ClientPool::Waiter& waiter, int attempts);
   std::vector<H2ClientPool::Waiter> connection_settled(const std::string& address) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = connecting_.find(address);
-    if (it == connecting_.end()) return {};
-    auto waiters = std::move(it->second);
+    if (it == connecting_.end() || --it->second.unsettled > 0) return {};
+    auto waiters = std::move(it->second.waiters);
     connecting_.erase(it);
     return waiters;
   }
 
  private:
-  std::map<std::string, std::vector<H2ClientPool::Waiter>> connecting_;
+  struct Connecting {
+    int unsettled = 0;  // attempts under way
+    std::vector<H2ClientPool::Waiter> waiters;
+  };
+  std::shared_ptr<H2Connection> find_locked(const std::string& address);
+
+  std::map<std::string, Connecting> connecting_;
   std::mutex mutex_;
-  std::map<std::string, std::weak_ptr<H2Connection>> live_;
+  std::map<std::string, std::vector<std::weak_ptr<H2Connection>>> live_;
   bool closed_ = false;
 };
 
@@ -86,23 +99,29 @@ constexpr size_t kWriteBatch = 64 * 1024;    // nghttp2 output gathered into one
 
 enum class Role { client, server };
 
+// Runs `f` on the connection under an HTTP/2 session, whichever stream type it has.
+template <class F>
+decltype(auto) visit_wire(H2Wire& wire, F&& f) {
+  return std::visit([&](auto& conn) -> decltype(auto) { return f(*conn); }, wire);
+}
+
 class H2Socket;
 
-// One TLS connection speaking HTTP/2, and its nghttp2 session. Everything but abort() and
+// One connection (TLS, or plaintext with h2c) speaking HTTP/2, and its nghttp2 session. Everything but abort() and
 // usable() runs on the connection's strand. Kept alive by its read loop until it closes.
 class H2Connection final : public Abortable, public std::enable_shared_from_this<H2Connection> {
  public:
-  H2Connection(Runtime& rt, std::unique_ptr<Connection<TlsStream>> conn, Role role,
-               std::string address, DeliverSocket deliver)
+  H2Connection(Runtime& rt, H2Wire conn, Role role, std::string address, DeliverSocket deliver)
       : rt(rt),
         role(role),
         address(std::move(address)),
+        protocol(std::holds_alternative<std::unique_ptr<Connection<TlsStream>>>(conn) ? kH2 : kH2c),
         conn_(std::move(conn)),
-        local(conn_->local_address()),
-        remote(conn_->remote_address()),
+        local(visit_wire(conn_, [](auto& c) { return c.local_address(); })),
+        remote(visit_wire(conn_, [](auto& c) { return c.remote_address(); })),
         peer((role == Role::client ? "connection to " : "connection from ") +
              (role == Role::client ? this->address : remote)),
-        strand(conn_->stream.get_executor()),
+        strand(visit_wire(conn_, [](auto& c) { return c.stream.get_executor(); })),
         deliver_(std::move(deliver)),
         idle_timer_(strand) {}
 
@@ -122,6 +141,9 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
   }
   // Any thread: whether a new dial may use it.
   bool usable() const noexcept { return usable_.load(); }
+  // Any thread: client sockets on it (a dial picks the connection with the fewest).
+  int users() const noexcept { return users_.load(std::memory_order_relaxed); }
+  void add_user(int n) noexcept { users_.fetch_add(n, std::memory_order_relaxed); }
 
   // On the strand.
   nghttp2_session* session() const noexcept { return session_; }
@@ -139,6 +161,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
   Runtime& rt;
   const Role role;
   const std::string address;  // client: the dialed address
+  const char* const protocol;  // "h2" (TLS) or "h2c" (plaintext), as micro-transport-protocol says
 
  private:
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* self);
@@ -158,8 +181,12 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
   void write_out();
   void arm_idle();
   void stop_pooling();
+  template <class F>
+  decltype(auto) on_wire(F&& f) {
+    return visit_wire(conn_, std::forward<F>(f));
+  }
 
-  std::unique_ptr<Connection<TlsStream>> conn_;
+  H2Wire conn_;
 
  public:
   const std::string local;
@@ -176,10 +203,12 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
   std::string write_buffer_;
   bool writing_ = false;
   bool flush_posted_ = false;
+  bool received_any_ = false;
   bool in_nghttp2_ = false;  // inside nghttp2_session_mem_recv/mem_send (and so its callbacks)
   bool closed_ = false;
   Error close_reason_;
   std::atomic<bool> usable_{true};
+  std::atomic<int> users_{0};
 };
 
 // A socket over HTTP/2. Server: one request stream. Client: each unary exchange on a stream of
@@ -195,7 +224,10 @@ class H2Socket final : public SessionBase,
         stream_mode_(stream_mode),
         read_timeout_(read_timeout),
         timer_(conn_->strand) {}
-  ~H2Socket() override { conn_->rt.sessions.remove(this); }
+  ~H2Socket() override {
+    if (role_ == Role::client) conn_->add_user(-1);
+    conn_->rt.sessions.remove(this);
+  }
 
   // ---- the facade (any thread)
   // Once a stream is open (its first frame queued, nothing failed), a frame's send completes
@@ -346,7 +378,7 @@ class H2Socket final : public SessionBase,
       cancel_stream();
       return pump();
     }
-    head_.header["micro-transport-protocol"] = kH2;
+    head_.header["micro-transport-protocol"] = conn_->protocol;
     auto marked = head_.header.find("micro-stream");
     stream_in_ = marked != head_.header.end() && marked->second == "1";
     if (stream_in_) frames_.emplace(conn_->rt.settings.limits.max_body_bytes);
@@ -1063,14 +1095,23 @@ void H2Connection::start(bool reading) {
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
-  conn_->tcp_layer().expires_never();
+  on_wire([](auto& c) { c.tcp_layer().expires_never(); });
+  // Bytes read before the session began (a listener's sniff of the preface) go first.
+  std::string already_read = on_wire([](auto& c) {
+    std::string bytes = beast::buffers_to_string(c.buffer.data());
+    c.buffer.consume(c.buffer.size());
+    return bytes;
+  });
+  if (!already_read.empty()) receive(reinterpret_cast<const uint8_t*>(already_read.data()),
+                                     already_read.size());
+  if (closed_) return;
   if (reading) read();
   flush();
   arm_idle();
 }
 
 void H2Connection::read() {
-  conn_->stream.async_read_some(
+  on_wire([&](auto& c) { c.stream.async_read_some(
       net::buffer(read_buffer_), [self = shared_from_this(), this](beast::error_code ec, size_t n) {
         if (closed_) return;
         if (ec) {
@@ -1081,10 +1122,19 @@ void H2Connection::read() {
         }
         receive(read_buffer_.data(), n);
         if (!closed_) read();
-      });
+      }); });
 }
 
 void H2Connection::receive(const uint8_t* data, size_t size) {
+  // A plaintext server that does not speak HTTP/2 answers the preface in HTTP/1.1 (a 400): say
+  // that, not what nghttp2 makes of those bytes.
+  if (role == Role::client && !received_any_ && std::string_view(protocol) == kH2c &&
+      std::string_view(reinterpret_cast<const char*>(data), size).substr(0, 5) == "HTTP/")
+    return fail(Error(502,
+                      peer + " answered in HTTP/1.1, not HTTP/2: it does not take plaintext "
+                             "HTTP/2 (set h2c = true on its transport, or drop h2c here)",
+                      kModule));
+  received_any_ = true;
   in_nghttp2_ = true;
   const ssize_t used = nghttp2_session_mem_recv(session_, data, size);
   in_nghttp2_ = false;
@@ -1130,16 +1180,19 @@ void H2Connection::write_out() {
     return;
   }
   writing_ = true;
-  net::async_write(conn_->stream, net::buffer(write_buffer_),
-                   [self = shared_from_this(), this](beast::error_code ec, size_t) {
-                     writing_ = false;
-                     if (ec) {
-                       if (!closed_)
-                         fail(io_error(ec, peer, "writing HTTP/2 frames", rt.settings.write_timeout));
-                       return;
-                     }
-                     write_out();
-                   });
+  on_wire([&](auto& c) {
+    net::async_write(c.stream, net::buffer(write_buffer_),
+                     [self = shared_from_this(), this](beast::error_code ec, size_t) {
+                       writing_ = false;
+                       if (ec) {
+                         if (!closed_)
+                           fail(io_error(ec, peer, "writing HTTP/2 frames",
+                                         rt.settings.write_timeout));
+                         return;
+                       }
+                       write_out();
+                     });
+  });
 }
 
 void H2Connection::fail(const Error& error) {
@@ -1148,7 +1201,7 @@ void H2Connection::fail(const Error& error) {
   close_reason_ = error;
   stop_pooling();
   idle_timer_.cancel();
-  conn_->close();
+  on_wire([](auto& c) { c.close(); });
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, socket] : streams) socket->on_connection_failed(error);
@@ -1244,33 +1297,43 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
 
 std::shared_ptr<H2Connection> H2ClientPool::Impl::find(const std::string& address) {
   std::lock_guard<std::mutex> lock(mutex_);
+  return find_locked(address);
+}
+
+std::shared_ptr<H2Connection> H2ClientPool::Impl::find_locked(const std::string& address) {
   auto it = live_.find(address);
   if (it == live_.end()) return nullptr;
-  auto conn = it->second.lock();
-  if (conn && conn->usable()) return conn;
-  live_.erase(it);
-  return nullptr;
+  std::shared_ptr<H2Connection> best;
+  auto& conns = it->second;
+  for (auto c = conns.begin(); c != conns.end();) {
+    auto conn = c->lock();
+    if (!conn || !conn->usable()) {
+      c = conns.erase(c);
+      continue;
+    }
+    if (!best || conn->users() < best->users()) best = std::move(conn);
+    ++c;
+  }
+  if (conns.empty()) live_.erase(it);
+  return best;
 }
 
 bool H2ClientPool::Impl::wait_for_connection(const std::string& address,
-                                             H2ClientPool::Waiter& waiter) {
+                                             H2ClientPool::Waiter& waiter, int attempts) {
   std::unique_lock<std::mutex> lock(mutex_);
   // A first connection may have settled since the caller last looked for one: it is in live_
   // before it leaves connecting_, so looking for it here, under the same lock, closes that gap.
-  if (auto live = live_.find(address); live != live_.end()) {
-    auto conn = live->second.lock();
-    if (conn && conn->usable()) {
-      lock.unlock();
-      waiter();
-      return true;
-    }
+  if (find_locked(address)) {
+    lock.unlock();
+    waiter();
+    return true;
   }
   auto it = connecting_.find(address);
   if (it == connecting_.end()) {
-    connecting_[address];
+    connecting_[address].unsettled = attempts;
     return false;
   }
-  it->second.push_back(std::move(waiter));
+  it->second.waiters.push_back(std::move(waiter));
   return true;
 }
 
@@ -1278,8 +1341,8 @@ H2ClientPool::H2ClientPool() : impl_(std::make_unique<Impl>()) {}
 H2ClientPool::~H2ClientPool() = default;
 void H2ClientPool::close() { impl_->close(); }
 bool H2ClientPool::closed() const { return impl_->closed(); }
-bool H2ClientPool::wait_for_connection(const std::string& address, Waiter waiter) {
-  return impl_->wait_for_connection(address, waiter);
+bool H2ClientPool::wait_for_connection(const std::string& address, Waiter waiter, int attempts) {
+  return impl_->wait_for_connection(address, waiter, attempts);
 }
 std::vector<H2ClientPool::Waiter> H2ClientPool::connection_settled(const std::string& address) {
   return impl_->connection_settled(address);
@@ -1293,6 +1356,7 @@ Millis socket_read_timeout(const Runtime& rt, uint64_t timeout_ms) {
 
 std::unique_ptr<SocketImpl> new_client_socket(Runtime& rt, std::shared_ptr<H2Connection> conn,
                                               bool stream, Millis read_timeout) {
+  conn->add_user(1);
   auto socket = std::make_shared<H2Socket>(std::move(conn), Role::client, stream, read_timeout);
   rt.sessions.add(socket);
   return std::make_unique<HttpSocket>(socket);
@@ -1309,8 +1373,7 @@ std::unique_ptr<SocketImpl> h2_dial_pooled(Runtime& runtime, const std::string& 
 }
 
 std::unique_ptr<SocketImpl> h2_adopt_client(Runtime& runtime, const std::string& address,
-                                            std::unique_ptr<Connection<TlsStream>> conn,
-                                            bool stream, Millis read_timeout) {
+                                            H2Wire conn, bool stream, Millis read_timeout) {
   auto h2 = std::make_shared<H2Connection>(runtime, std::move(conn), Role::client, address,
                                            DeliverSocket());
   runtime.sessions.add(h2);
@@ -1320,8 +1383,7 @@ std::unique_ptr<SocketImpl> h2_adopt_client(Runtime& runtime, const std::string&
   return new_client_socket(runtime, std::move(h2), stream, read_timeout);
 }
 
-void h2_serve(Runtime& runtime, std::unique_ptr<Connection<TlsStream>> conn,
-              DeliverSocket deliver) {
+void h2_serve(Runtime& runtime, H2Wire conn, DeliverSocket deliver) {
   auto h2 = std::make_shared<H2Connection>(runtime, std::move(conn), Role::server, std::string(),
                                            std::move(deliver));
   runtime.sessions.add(h2);

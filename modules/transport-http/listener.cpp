@@ -96,6 +96,10 @@ class HttpListener::Acceptor : public std::enable_shared_from_this<Acceptor> {
       start_tls(std::move(socket));
       return accept();
     }
+    if (runtime_.settings.h2c) {
+      start_sniffing(std::move(socket));
+      return accept();
+    }
     auto accepted = std::make_unique<HttpSocket>(
         make_server_session(runtime_, TcpStream(std::move(socket))));
     runtime_.log.trace("accepted ", accepted->remote_address());
@@ -109,6 +113,15 @@ class HttpListener::Acceptor : public std::enable_shared_from_this<Acceptor> {
       self->runtime_.log.trace("accepted ", accepted->remote_address());
       self->gate_.run([&] { self->on_accept_({}, std::move(accepted)); });
     });
+  }
+
+  // For an HTTP/2 connection: hands each of its request streams to on_accept while the listener
+  // lives.
+  DeliverSocket stream_deliverer() {
+    return [weak = std::weak_ptr<Acceptor>(shared_from_this())](
+               std::unique_ptr<SocketImpl> accepted) {
+      if (auto acceptor = weak.lock()) acceptor->deliver(std::move(accepted));
+    };
   }
 
   // TLS: the handshake runs on the connection's own strand (a slow client holds up no other),
@@ -138,18 +151,46 @@ class HttpListener::Acceptor : public std::enable_shared_from_this<Acceptor> {
                   self->runtime_.log.warn(handshake_failure(conn->stream, ec, peer));
                   return conn->close();
                 }
-                if (negotiated_protocol(conn->stream) == kH2) {
-                  std::weak_ptr<Acceptor> weak = self;
-                  return h2_serve(self->runtime_, std::make_unique<Connection<TlsStream>>(
-                                                      std::move(conn->stream)),
-                                  [weak](std::unique_ptr<SocketImpl> accepted) {
-                                    if (auto acceptor = weak.lock())
-                                      acceptor->deliver(std::move(accepted));
-                                  });
-                }
+                if (negotiated_protocol(conn->stream) == kH2)
+                  return h2_serve(self->runtime_,
+                                  std::make_unique<Connection<TlsStream>>(std::move(conn->stream)),
+                                  self->stream_deliverer());
                 self->deliver(std::make_unique<HttpSocket>(
                     make_server_session(self->runtime_, std::move(conn->stream))));
               });
+        });
+  }
+
+  // h2c: a connection's first bytes say which protocol it speaks. The HTTP/2 preface makes it an
+  // HTTP/2 connection; anything else is HTTP/1.1 (no HTTP/1.1 request starts with "PRI * "). The
+  // bytes read go to whichever serves it. Silence past header_timeout closes it.
+  void start_sniffing(TcpStream::socket_type socket) {
+    beast::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    auto conn = std::make_shared<Connection<TcpStream>>(TcpStream(std::move(socket)));
+    conn->tcp_layer().expires_after(runtime_.settings.header_timeout);
+    sniff(conn);
+  }
+
+  void sniff(const std::shared_ptr<Connection<TcpStream>>& conn) {
+    conn->tcp_layer().async_read_some(
+        conn->buffer.prepare(4096),
+        [self = shared_from_this(), conn](beast::error_code ec, size_t n) {
+          if (ec) return;  // closed or timed out before saying enough
+          conn->buffer.commit(n);
+          const std::string_view got(static_cast<const char*>(conn->buffer.data().data()),
+                                     conn->buffer.size());
+          const size_t compared = std::min(got.size(), kH2Preface.size());
+          const bool h2 = got.substr(0, compared) == kH2Preface.substr(0, compared);
+          if (h2 && compared < kH2Preface.size()) return self->sniff(conn);  // so far, so HTTP/2
+          if (h2) {
+            auto wire = std::make_unique<Connection<TcpStream>>(std::move(conn->stream));
+            wire->buffer.commit(net::buffer_copy(wire->buffer.prepare(got.size()), net::buffer(got)));
+            return h2_serve(self->runtime_, std::move(wire), self->stream_deliverer());
+          }
+          conn->tcp_layer().expires_never();
+          self->deliver(std::make_unique<HttpSocket>(
+              make_server_session(self->runtime_, std::move(conn->stream), got)));
         });
   }
 

@@ -34,6 +34,11 @@ class ServerSession final : public SessionCore<Stream> {
   std::string local_address() const override { return local_; }
   std::string remote_address() const override { return remote_; }
 
+  // Before the session starts: bytes already read from the connection, parsed first.
+  void take_already_read(std::string_view bytes) {
+    conn_->buffer.commit(net::buffer_copy(conn_->buffer.prepare(bytes.size()), net::buffer(bytes)));
+  }
+
  private:
   enum class Reading { between_requests, unary_body, stream_body, finished };
   enum class Reply { none, head_sent, ended };
@@ -391,18 +396,20 @@ class ServerSession final : public SessionCore<Stream> {
 }  // namespace
 
 template <class Stream>
-std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, Stream stream) {
+std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, Stream stream,
+                                                 std::string_view already_read) {
   beast::error_code ec;
   auto& socket = beast::get_lowest_layer(stream).socket();
   socket.set_option(tcp::no_delay(true), ec);
   const auto remote = socket.remote_endpoint(ec);
   auto session = std::make_shared<ServerSession<Stream>>(
       runtime, std::move(stream), ec ? std::string("an unknown peer") : to_string(remote));
+  if (!already_read.empty()) session->take_already_read(already_read);
   runtime.sessions.add(session);
   return session;
 }
 
-template std::shared_ptr<SessionBase> make_server_session(Runtime&, TcpStream);
-template std::shared_ptr<SessionBase> make_server_session(Runtime&, TlsStream);
+template std::shared_ptr<SessionBase> make_server_session(Runtime&, TcpStream, std::string_view);
+template std::shared_ptr<SessionBase> make_server_session(Runtime&, TlsStream, std::string_view);
 
 }  // namespace micro::transport_http

@@ -5,14 +5,17 @@
 
 #include <boost/beast/core/tcp_stream.hpp>
 #include <memory>
+#include <string_view>
 
 #include "runtime.hpp"
 
 namespace micro::transport_http {
 
 // Starts serving an accepted connection (TCP, or TLS after its handshake); the session registers
-// itself with the runtime.
+// itself with the runtime. `already_read`: bytes the listener read first (h2c's sniff), parsed
+// before anything read later.
 template <class Stream>
-std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, Stream stream);
+std::shared_ptr<SessionBase> make_server_session(Runtime& runtime, Stream stream,
+                                                 std::string_view already_read = {});
 
 }  // namespace micro::transport_http

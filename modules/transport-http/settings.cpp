@@ -25,6 +25,14 @@ std::vector<OptionSpec> Settings::option_specs() {
        "64"},
       {"pool_idle_ms", MICRO_OPTION_INT, "Idle pooled connections are closed after this", "30000"},
       {"http2", MICRO_OPTION_BOOL, "Offer HTTP/2 through ALPN on TLS connections", "true"},
+      {"h2c", MICRO_OPTION_BOOL,
+       "Plaintext HTTP/2 (prior knowledge): dials speak HTTP/2 from the first byte; the listener "
+       "serves HTTP/2 and HTTP/1.1 alike",
+       "false"},
+      {"http2_connections", MICRO_OPTION_INT,
+       "HTTP/2 connections a client opens per address (at its first dial); each dial goes on the "
+       "one with the fewest sockets",
+       "1"},
   };
   for (auto& spec : micro::tls::option_specs()) specs.push_back(std::move(spec));
   return specs;
@@ -66,6 +74,13 @@ Settings Settings::from(const Options& options) {
   s.pool_idle = read_ms(options, "pool_idle_ms", s.pool_idle);
   s.tls = micro::tls::read_settings(options, "transport-http");
   s.http2 = options.get_bool("http2", true);
+  s.h2c = options.get_bool("h2c", false);
+  s.http2_connections =
+      static_cast<int>(read_int(options, "http2_connections", s.http2_connections, 1, 64));
+  if (s.h2c && (s.tls.client || s.tls.server()))
+    throw Exception(Error::bad_request(
+        "transport-http option h2c = true is for plaintext connections, and TLS is configured: "
+        "over TLS, HTTP/2 is negotiated through ALPN (option http2)"));
   return s;
 }
 

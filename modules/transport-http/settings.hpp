@@ -35,6 +35,10 @@ struct Settings {
   Millis pool_idle{30000};  // an idle pooled connection older than this is closed
   TlsSettings tls;
   bool http2 = true;  // offer h2 through ALPN (TLS only)
+  // Plaintext HTTP/2 with prior knowledge (RFC 9113 3.3): dials open with the HTTP/2 preface,
+  // and the listener tells HTTP/2 from HTTP/1.1 by a connection's first bytes.
+  bool h2c = false;
+  int http2_connections = 1;  // HTTP/2 connections a client opens per address, all at once
 
   static std::vector<OptionSpec> option_specs();
   // Reads the options; throws micro::Exception (400) naming a bad one.

@@ -32,6 +32,7 @@ inline constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
 
 // The protocol names ALPN negotiates, and the value of the micro-transport-protocol header.
 inline constexpr const char* kH2 = "h2";
+inline constexpr const char* kH2c = "h2c";  // plaintext HTTP/2 (not negotiated: prior knowledge)
 inline constexpr const char* kHttp11 = "http/1.1";
 
 // Throw micro::Exception (400) naming the file that cannot be used.

@@ -22,6 +22,7 @@ using namespace std::chrono_literals;
 struct Carrier {
   const char* name;
   bool tls;
+  const char* options;   // more [transport] lines
   const char* protocol;  // micro-transport-protocol on a received response ("" = absent)
   int bidi_messages;     // the long bidi stream's length (see BidiStream... below)
 };
@@ -38,7 +39,7 @@ std::string transport_table(const Carrier& c) {
   if (c.tls)  // the one transport both listens (cert + key) and dials (trusting the test CA)
     t += "tls_cert = \"" + certs().cert + "\"\ntls_key = \"" + certs().key + "\"\n" +
          "tls_ca = \"" + certs().ca + "\"\n";
-  return t;
+  return t + c.options;
 }
 
 class Rpc : public ::testing::TestWithParam<Carrier> {
@@ -175,9 +176,9 @@ TEST_P(Rpc, CallsTravelOverTheCarriersProtocol) {
   ASSERT_TRUE(response.ok()) << response.error.to_string();
   const auto it = response.value.header.find("micro-transport-protocol");
   if (*GetParam().protocol == '\0') {
-    EXPECT_EQ(it, response.value.header.end()) << "plaintext carries no protocol header";
+    EXPECT_EQ(it, response.value.header.end()) << "plaintext HTTP/1.1 carries no protocol header";
   } else {
-    ASSERT_NE(it, response.value.header.end()) << "a TLS response names its protocol";
+    ASSERT_NE(it, response.value.header.end()) << "a TLS or HTTP/2 response names its protocol";
     EXPECT_EQ(it->second, GetParam().protocol);
   }
 }
@@ -444,8 +445,12 @@ TEST_P(Rpc, RawCHandlersHeadersReachTheCallerWithTheLastOfARepeatedKey) {
 // The TLS + h2 variant's bidi stream is 20,000 messages: the same ordering and flow-control paths
 // as 100,000 (HTTP/2 windows are far smaller than that), at a fifth of the time.
 INSTANTIATE_TEST_SUITE_P(Carriers, Rpc,
-                         ::testing::Values(Carrier{"http1", false, "", 100000},
-                                           Carrier{"tls_h2", true, "h2", 20000}),
+                         ::testing::Values(Carrier{"http1", false, "", "", 100000},
+                                           Carrier{"tls_h2", true, "", "h2", 20000},
+                                           // plaintext HTTP/2, spread over two connections
+                                           Carrier{"h2c", false,
+                                                   "h2c = true\nhttp2_connections = 2\n", "h2c",
+                                                   20000}),
                          [](const ::testing::TestParamInfo<Carrier>& info) {
                            return std::string(info.param.name);
                          });
