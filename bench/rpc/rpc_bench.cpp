@@ -46,7 +46,9 @@ class Handler final : public EchoHandler {
 // The micro stack in this process, laid out as a deployment is: a server stack (service
 // "bench": server-rpc + its own transport-http) and a client stack (client-rpc, selector-default,
 // its own transport-http), meeting through registry-file in a scratch folder. Each transport runs
-// one I/O thread, as the Beast anchor's server and client each do.
+// one I/O thread, as the Beast anchor's server and client each do. The rows run it on the default
+// carrier (plaintext HTTP/1.1, or what MICRO_BENCH_TRANSPORT says), and MicroH2cProto on plaintext
+// HTTP/2.
 class Micro {
  public:
   // MICRO_BENCH_TRANSPORT: more [transport] lines (TOML), e.g. TLS files and http2, to measure
@@ -56,7 +58,8 @@ class Micro {
     return extra != nullptr ? std::string(extra) + "\n" : std::string();
   }
 
-  bool start(std::string& error) {
+  // `transport`: the [transport] lines of both stacks (beyond threads = 1).
+  bool start(const std::string& transport, std::string& error) {
     char scratch[] = "/tmp/micro-bench-rpc-XXXXXX";
     if (mkdtemp(scratch) == nullptr) {
       error = "mkdtemp failed";
@@ -64,7 +67,7 @@ class Micro {
     }
     dir_ = scratch;
     const std::string common = "[registry]\nmodule = \"registry-file\"\npath = \"" + dir_ +
-                               "\"\n[transport]\nthreads = 1\n" + transport_extra() +
+                               "\"\n[transport]\nthreads = 1\n" + transport +
                                "[log]\nlevel = \"warn\"\n";
     if (!build("[service]\nname = \"bench\"\n" + common, {MICRO_KIND_SERVICE}, server_stack_,
                error))
@@ -121,7 +124,7 @@ class Micro {
 // Typed calls through the generated client: protobuf on the wire.
 class MicroProto final : public UnaryContender {
  public:
-  explicit MicroProto(const Micro& m) : client_(m.client(), "bench") {
+  MicroProto(const Micro& m, const char* name) : client_(m.client(), "bench"), name_(name) {
     request_.set_data(payload64());
   }
   Summary run(int inflight, Clock::duration warmup, Clock::duration measure) override {
@@ -133,12 +136,31 @@ class MicroProto final : public UnaryContender {
         if (loop.finished(slot)) issue(slot);
       });
     };
-    return loop.drive(issue, "micro (proto)");
+    return loop.drive(issue, name_);
   }
 
  private:
   EchoClient client_;
+  const char* name_;
   Payload request_;
+};
+
+// MicroProto over plaintext HTTP/2 on two connections (h2c = true, http2_connections = 2), the
+// wire gRPC uses. Its stacks run only for its own rows, so their idle threads are no part of
+// the other rows.
+class MicroH2cProto final : public UnaryContender {
+ public:
+  Summary run(int inflight, Clock::duration warmup, Clock::duration measure) override {
+    Micro micro;
+    std::string error;
+    if (!micro.start("h2c = true\nhttp2_connections = 2\n", error)) {
+      Summary failed;
+      failed.errors = 1;
+      failed.first_error = "micro h2c stack: " + error;
+      return failed;
+    }
+    return MicroProto(micro, "micro h2c (proto)").run(inflight, warmup, measure);
+  }
 };
 
 // The same endpoint called with a JSON body, as a curl user or another language would: the
@@ -236,7 +258,7 @@ int main(int argc, char** argv) {
 
   std::string error;
   Micro micro;
-  if (!micro.start(error)) {
+  if (!micro.start(Micro::transport_extra(), error)) {
     std::cerr << "micro stack: " << error << "\n";
     return 1;
   }
@@ -255,7 +277,8 @@ int main(int argc, char** argv) {
     std::cerr << "asio: " << error << "\n";
     return 1;
   }
-  MicroProto micro_proto(micro);
+  MicroProto micro_proto(micro, "micro (proto)");
+  MicroH2cProto micro_h2c_proto;
   MicroJson micro_json(micro);
   MicroStream micro_stream(micro);
 
@@ -267,6 +290,7 @@ int main(int argc, char** argv) {
   const std::pair<const char*, UnaryContender*> unary[] = {
       {"micro proto", &micro_proto},
       {"micro json", &micro_json},
+      {"micro h2c proto", &micro_h2c_proto},
       {"grpc callback", grpc.get()},
       {"beast http/1.1", beast.get()},
   };
@@ -333,12 +357,21 @@ int main(int argc, char** argv) {
               r("micro json", 32).qps / r("beast http/1.1", 32).qps);
   std::printf("  (json) p50 at 1 in flight / beast p50                 %7.2f\n",
               r("micro json", 1).p50_us / r("beast http/1.1", 1).p50_us);
+  const double h2c_vs_grpc_32 = r("micro h2c proto", 32).qps / r("grpc callback", 32).qps;
+  const double h2c_vs_beast_32 = r("micro h2c proto", 32).qps / r("beast http/1.1", 32).qps;
+  std::printf("  (h2c) qps at 32 in flight / grpc                      %7.2f   >= 2.00  %s\n",
+              h2c_vs_grpc_32, verdict(h2c_vs_grpc_32 >= 2.0).c_str());
+  std::printf("  (h2c) qps at 32 in flight / beast                     %7.2f   >= 0.70  %s\n",
+              h2c_vs_beast_32, verdict(h2c_vs_beast_32 >= 0.7).c_str());
+  std::printf("  (h2c) p50 at 1 in flight / beast p50                  %7.2f\n",
+              r("micro h2c proto", 1).p50_us / r("beast http/1.1", 1).p50_us);
   std::printf("  qps at 1 in flight / grpc                             %7.2f\n",
               r("micro proto", 1).qps / r("grpc callback", 1).qps);
-  std::printf("cpu per call, micro proto / anchor (lower is better; robust on a busy machine)\n");
-  for (int i : {1, 32})
-    std::printf("  %2d in flight: / grpc %5.2f   / beast %5.2f\n", i,
-                r("micro proto", i).cpu_us_per_call / r("grpc callback", i).cpu_us_per_call,
-                r("micro proto", i).cpu_us_per_call / r("beast http/1.1", i).cpu_us_per_call);
+  std::printf("cpu per call, micro / anchor (lower is better; robust on a busy machine)\n");
+  for (const char* name : {"micro proto", "micro h2c proto"})
+    for (int i : {1, 32})
+      std::printf("  %-16s %2d in flight: / grpc %5.2f   / beast %5.2f\n", name, i,
+                  r(name, i).cpu_us_per_call / r("grpc callback", i).cpu_us_per_call,
+                  r(name, i).cpu_us_per_call / r("beast http/1.1", i).cpu_us_per_call);
   return failed ? 1 : 0;
 }

@@ -116,6 +116,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
         role(role),
         address(std::move(address)),
         protocol(std::holds_alternative<std::unique_ptr<Connection<TlsStream>>>(conn) ? kH2 : kH2c),
+        scheme(protocol == kH2 ? "https" : "http"),
         conn_(std::move(conn)),
         local(visit_wire(conn_, [](auto& c) { return c.local_address(); })),
         remote(visit_wire(conn_, [](auto& c) { return c.remote_address(); })),
@@ -162,6 +163,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
   const Role role;
   const std::string address;  // client: the dialed address
   const char* const protocol;  // "h2" (TLS) or "h2c" (plaintext), as micro-transport-protocol says
+  const char* const scheme;    // of the requests it sends: "https" or "http"
 
  private:
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* self);
@@ -565,7 +567,7 @@ class H2Socket final : public SessionBase,
       request_line(message, method, path);
       h2_fields(message, headers);
       headers.add_front({{":method", method},
-                         {":scheme", "https"},
+                         {":scheme", conn_->scheme},
                          {":authority", conn_->address},
                          {":path", path}});
     });
@@ -753,7 +755,7 @@ class H2Socket final : public SessionBase,
     const Error invalid = detail::guarded([&] { request_line(open, method, path); });
     if (!invalid.ok()) return completions_.close_send(invalid);
     const HeaderList headers{{":method", method},
-                             {":scheme", "https"},
+                             {":scheme", conn_->scheme},
                              {":authority", conn_->address},
                              {":path", path},
                              {"micro-stream", "1"}};
