@@ -879,17 +879,30 @@ class H2Socket final : public SessionBase,
     finish_recv({}, std::nullopt);
   }
 
-  // Waits for more, failing the recv with 408 (and cancelling the stream) after `timeout`.
+  // Waits for more, failing the recv with 408 (and cancelling the stream) after `timeout`. One
+  // timer per socket, armed lazily: a wait moves the deadline, and the timer (when it fires
+  // before that) re-arms itself for it, so exchanges that end in time cost no timer operation.
   void wait(Millis timeout, const char* doing) {
     if (timeout.count() == 0) return;
-    const uint64_t generation = ++wait_generation_;
-    timer_.expires_after(timeout);
-    timer_.async_wait([self = shared_from_this(), this, generation, timeout,
-                       doing](beast::error_code ec) {
-      if (ec || generation != wait_generation_ || !recv_wanted_) return;
+    wait_deadline_ = std::chrono::steady_clock::now() + timeout;
+    wait_timeout_ = timeout;
+    wait_doing_ = doing;
+    if (!timer_armed_ || timer_expiry_ > wait_deadline_) arm_wait_timer();
+  }
+  void arm_wait_timer() {
+    timer_armed_ = true;
+    timer_expiry_ = wait_deadline_;
+    timer_.expires_at(timer_expiry_);  // a wait pending before completes as aborted
+    timer_.async_wait([weak = weak_from_this(), this](beast::error_code ec) {
+      if (ec) return;  // re-armed, or the socket is going away
+      auto self = weak.lock();
+      if (!self) return;
+      timer_armed_ = false;
+      if (!recv_wanted_ || wait_deadline_ == kNoDeadline) return;
+      if (std::chrono::steady_clock::now() < wait_deadline_) return arm_wait_timer();
       error_ = Error(408,
-                     conn_->peer + " timed out after " + std::to_string(timeout.count()) +
-                         " ms while " + doing,
+                     conn_->peer + " timed out after " + std::to_string(wait_timeout_.count()) +
+                         " ms while " + wait_doing_,
                      kModule);
       cancel_stream();
       pump();
@@ -898,8 +911,7 @@ class H2Socket final : public SessionBase,
 
   void finish_recv(const Error& error, std::optional<Message> message) {
     recv_wanted_ = false;
-    ++wait_generation_;
-    timer_.cancel();
+    wait_deadline_ = kNoDeadline;
     completions_.recv(error, std::move(message));
   }
 
@@ -1012,7 +1024,12 @@ class H2Socket final : public SessionBase,
   const Millis read_timeout_;
   Completions completions_;
   net::steady_timer timer_;
-  uint64_t wait_generation_ = 0;
+  static constexpr auto kNoDeadline = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point wait_deadline_ = kNoDeadline;  // of the recv waiting
+  std::chrono::steady_clock::time_point timer_expiry_;
+  bool timer_armed_ = false;
+  Millis wait_timeout_{0};
+  const char* wait_doing_ = "";
 
   // strand only
   int32_t stream_id_ = 0;   // the stream of the current exchange (0: none)

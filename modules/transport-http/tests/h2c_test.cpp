@@ -166,6 +166,40 @@ TEST(TransportHttpH2c, SilentHalfPrefacedAndGarbagePeersAreClosed) {
   EXPECT_EQ(protocol_of(good.value), "h2c");
 }
 
+// A dial's timeout bounds each exchange's wait for its response, from that exchange's start: an
+// exchange answered in time leaves nothing behind that cuts the next one short.
+TEST(TransportHttpH2c, AResponseLaterThanTheReadTimeoutFailsWith408OnTime) {
+  TransportStack server_side(kH2c);
+  TransportStack client_side(kH2c);
+  ASSERT_TRUE(server_side.stack && client_side.stack);
+  TestServer server(server_side.transport, [](micro::Socket& s) {
+    s.recv([&s](const Error& e, std::optional<Message> request) {
+      if (!e.ok() || !request || request->body == "slow") return;  // never answered
+      s.send(echo(*request), [](const Error&) {});
+    });
+  });
+  micro::DialOptions options;
+  options.timeout_ms = 400;
+  auto dialed = client_side.transport.dial(server.address(), options);
+  ASSERT_TRUE(dialed.ok()) << dialed.error.to_string();
+  micro::Socket& socket = dialed.value;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(socket.send(request("/Echo.Call", "fast")).ok());
+    auto reply = socket.recv();
+    ASSERT_TRUE(reply.ok() && reply.value) << reply.error.to_string();
+    std::this_thread::sleep_for(100ms);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(socket.send(request("/Echo.Call", "slow")).ok());
+  auto reply = socket.recv();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error.code(), 408) << reply.error.to_string();
+  EXPECT_NE(reply.error.detail().find("400 ms"), std::string::npos) << reply.error.to_string();
+  EXPECT_GE(waited, 390ms);
+  EXPECT_LT(waited, 5s);
+}
+
 TEST(TransportHttpH2c, CHeaderListsInAnyOrderSentFromACompletionArriveAsTheirMaps) {
   TransportStack server_side(kH2c);
   TransportStack client_side(kH2c);
