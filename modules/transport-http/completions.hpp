@@ -79,6 +79,15 @@ class RecvSlot {
     if (c_ != nullptr) return detail::call_message_fn(c_, ctx_, error, message ? &*message : nullptr);
     cpp_(error, std::move(message));
   }
+  // A message received whole: a C callback gets `with_view`'s view (valid during the call), a
+  // C++ one the Message `make()` returns.
+  template <class WithView, class Make>
+  void whole(WithView& with_view, Make& make) const {
+    if (c_ != nullptr) return with_view([this](const micro_message_t& m) { c_(ctx_, nullptr, &m); });
+    std::optional<Message> message;
+    const Error failed = detail::guarded([&] { message = make(); });
+    cpp_(failed, failed.ok() ? std::move(message) : std::nullopt);
+  }
   // A message received whole, as a view valid during the call.
   void operator()(const micro_message_t& message) const {
     if (c_ != nullptr) return c_(ctx_, nullptr, &message);
@@ -137,6 +146,12 @@ class Completions : private CallbackGate {
   }
   // Completes the pending recv with a message received whole, viewed (valid during the call).
   void recv(const micro_message_t& message) { fire(recv_, message); }
+  // Completes the pending recv with a message received whole, made only as the recv takes it:
+  // `with_view(f)` calls f with a view, `make()` returns the Message (see RecvSlot::whole).
+  template <class WithView, class Make>
+  void recv_whole(WithView with_view, Make make) {
+    fire_with(recv_, [&](const RecvSlot& fn) { fn.whole(with_view, make); });
+  }
   void send(const Error& error) { fire(send_, error); }
   void close_send(const Error& error) { fire(close_send_, error); }
 
@@ -183,6 +198,11 @@ class Completions : private CallbackGate {
 
   template <class Slot, class... Args>
   void fire(Slot& slot, Args&&... args) {
+    fire_with(slot, [&](const Slot& fn) { fn(std::forward<Args>(args)...); });
+  }
+  // Takes the pending operation, if it is still pending, and runs `invoke(slot)`.
+  template <class Slot, class Invoke>
+  void fire_with(Slot& slot, Invoke invoke) {
     Slot fn;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -190,7 +210,7 @@ class Completions : private CallbackGate {
       fn = std::exchange(slot, Slot());
       running_.push_back(std::this_thread::get_id());
     }
-    call([&] { fn(std::forward<Args>(args)...); });
+    call([&] { invoke(fn); });
   }
 
   RecvSlot recv_;

@@ -19,6 +19,7 @@
 #include "completions.hpp"
 #include "errors.hpp"
 #include "frame.hpp"
+#include "h2_head.hpp"
 #include "socket.hpp"
 #include "wire.hpp"
 
@@ -287,6 +288,9 @@ class H2Socket final : public SessionBase,
     return true;
   }
   bool recv_c(micro_message_fn on_message, void* ctx) noexcept override {
+    return recv_frame_c(on_message, ctx) || recv_armed_c(on_message, ctx);
+  }
+  bool recv_frame_c(micro_message_fn on_message, void* ctx) noexcept {
     if (!inbox_on_.load(std::memory_order_acquire) || inline_depth() >= kMaxInlineDepth ||
         completions_.closed())
       return false;
@@ -296,6 +300,17 @@ class H2Socket final : public SessionBase,
     const micro_message_t view{sizeof(micro_message_t), {nullptr, 0}, to_c_bytes(frame->payload)};
     on_message(ctx, nullptr, &view);
     --inline_depth();
+    return true;
+  }
+  // Any other C recv waits with its own completion (no boxed callback), as on HTTP/1.1.
+  bool recv_armed_c(micro_message_fn on_message, void* ctx) noexcept {
+    const auto armed = completions_.arm_recv(on_message, ctx);
+    if (armed != Completions::Arm::ok) {
+      detail::call_message_fn(on_message, ctx, arm_error(armed, "recv"), nullptr);
+      return true;
+    }
+    const Error failed = detail::guarded([&] { post_recv(); });
+    if (!failed.ok()) completions_.recv(failed, std::nullopt);
     return true;
   }
 
@@ -314,6 +329,9 @@ class H2Socket final : public SessionBase,
     }
     const auto armed = completions_.arm_recv(on_message);
     if (armed != Completions::Arm::ok) return on_message(arm_error(armed, "recv"), std::nullopt);
+    post_recv();
+  }
+  void post_recv() {
     net::post(conn_->strand, [self = shared_from_this()] {
       self->recv_wanted_ = true;
       self->pump();
@@ -356,17 +374,17 @@ class H2Socket final : public SessionBase,
       return;
     }
     if (!name.empty() && name[0] == ':') {
-      if (name == ":authority") return add_header("host", value);
+      if (name == ":authority") return head_.add("host", value);
       if (name != ":method" && name != ":path" && name != ":status") return;
     }
-    add_header(std::string(name), value);
+    head_.add(name, value);
   }
   void on_headers_done(int32_t id) {
     if (id != stream_id_ || head_done_) return;  // trailers: nothing in them for us
     if (role_ == Role::client) {
-      auto status = head_.header.find(":status");
-      if (status != head_.header.end() && !status->second.empty() && status->second[0] == '1') {
-        head_ = Message{};  // an interim response (100 Continue): the real one follows
+      const auto status = head_.find(":status");
+      if (status && !status->empty() && status->front() == '1') {
+        head_.clear();  // an interim response (100 Continue): the real one follows
         header_bytes_ = 0;
         return;
       }
@@ -380,9 +398,8 @@ class H2Socket final : public SessionBase,
       cancel_stream();
       return pump();
     }
-    head_.header["micro-transport-protocol"] = conn_->protocol;
-    auto marked = head_.header.find("micro-stream");
-    stream_in_ = marked != head_.header.end() && marked->second == "1";
+    head_.set("micro-transport-protocol", conn_->protocol);
+    stream_in_ = head_.find("micro-stream") == std::optional<std::string_view>("1");
     if (stream_in_) frames_.emplace(conn_->rt.settings.limits.max_body_bytes);
     if (role_ == Role::server) {
       conn_->rt.sessions.add(shared_from_this());
@@ -506,14 +523,6 @@ class H2Socket final : public SessionBase,
     return true;
   }
 
-  void add_header(std::string name, std::string_view value) {
-    auto [it, inserted] = head_.header.try_emplace(std::move(name), std::string(value));
-    if (!inserted && !value.empty()) {
-      if (!it->second.empty()) it->second += ", ";
-      it->second.append(value.data(), value.size());
-    }
-  }
-
   size_t pending_out() const noexcept { return out_.size() - out_pos_; }
 
   // Why a send cannot go out now; ok when it can.
@@ -626,7 +635,8 @@ class H2Socket final : public SessionBase,
     if (!invalid.ok()) return Error(invalid.code(), "send: " + invalid.detail(), kModule);
     const bool has_body = status != 204 && status != 304;
     if (has_body) headers.add("content-length", headers.number(body.size()));
-    if (has_body && head_.header[":method"] != "HEAD") take_body(body, movable);
+    if (has_body && head_.find(":method") != std::optional<std::string_view>("HEAD"))
+      take_body(body, movable);
     out_eof_ = true;
     submit_response(headers, has_body && !out_.empty());
     return {};
@@ -835,16 +845,22 @@ class H2Socket final : public SessionBase,
       if (!head_done_) return wait(read_timeout_, "waiting for the response");
       if (stream_in_) {
         head_delivered_ = true;
-        return finish_recv({}, head_);
+        return finish_recv_whole(head_, std::string());
       }
       if (!in_ended_)
         return wait(read_timeout_, role_ == Role::client ? "reading the response body"
                                                          : "reading the request body");
       head_delivered_ = true;
-      Message whole = std::move(head_);
-      whole.body = std::move(body_);
+      // Taken out first: the recv's callback may start the next exchange on this socket.
+      H2Head head = std::move(head_);
+      std::string body = std::move(body_);
       if (role_ == Role::client && !stream_mode_) end_exchange();
-      return finish_recv({}, std::move(whole));
+      finish_recv_whole(head, std::move(body));
+      if (head_.empty()) {  // no exchange received anything meanwhile: keep the buffers
+        head.clear();
+        head_ = std::move(head);
+      }
+      return;
     }
     if (stream_in_) {
       Error bad;
@@ -914,6 +930,14 @@ class H2Socket final : public SessionBase,
     wait_deadline_ = kNoDeadline;
     completions_.recv(error, std::move(message));
   }
+  // A head (and its body) received whole: a C recv gets it as a view, a C++ one as a Message.
+  void finish_recv_whole(const H2Head& head, std::string body) {
+    recv_wanted_ = false;
+    wait_deadline_ = kNoDeadline;
+    completions_.recv_whole(
+        [&](auto&& deliver) { head.with_view(body, deliver); },
+        [&] { return head.to_message(std::move(body)); });
+  }
 
   // The reader took `n` bytes of the stream: they no longer count against the receive windows.
   void consume(size_t n) {
@@ -982,7 +1006,7 @@ class H2Socket final : public SessionBase,
 
   void reset_exchange() {
     release_unconsumed();
-    head_ = Message{};
+    head_.clear();
     body_.clear();
     header_bytes_ = 0;
     head_done_ = head_delivered_ = head_too_big_ = false;
@@ -1038,7 +1062,7 @@ class H2Socket final : public SessionBase,
   bool released_ = false;
   std::optional<Error> error_;  // the stream (or connection) failed: every recv hears it
 
-  Message head_;  // received head, then the whole unary message
+  H2Head head_;  // the received head
   std::string body_;
   size_t header_bytes_ = 0;
   bool head_done_ = false;

@@ -98,8 +98,10 @@ TEST(TransportHttpH2c, TheListenerServesHttp11AndHttp2ClientsAlike) {
         [](const Message& request) {
           Message response;
           response.header["Content-Type"] = "application/json";
+          const auto twice = request.header.find("x-twice");
           response.body = "{\"protocol\":\"" + protocol_of(request) + "\",\"body\":" +
                           request.body + "}";
+          if (twice != request.header.end()) response.body += " " + twice->second;
           return response;
         },
         nullptr);
@@ -115,6 +117,10 @@ TEST(TransportHttpH2c, TheListenerServesHttp11AndHttp2ClientsAlike) {
   EXPECT_EQ(run_command(curl + "--http2-prior-knowledge http://" + server.address() +
                         "/Greeter.Hello"),
             "{\"protocol\":\"h2c\",\"body\":2}\n2");
+  // A repeated header arrives joined, as over HTTP/1.1.
+  EXPECT_EQ(run_command(curl + "-H 'X-Twice: a' -H 'X-Twice: b' --http2-prior-knowledge http://" +
+                        server.address() + "/Greeter.Hello"),
+            "{\"protocol\":\"h2c\",\"body\":2} a, b\n2");
 }
 
 TEST(TransportHttpH2c, AnH2cClientAtAnHttp11OnlyListenerGetsAClearError) {
