@@ -794,12 +794,16 @@ class H2Socket final : public SessionBase,
 
   // Calls `submit` with the headers as nghttp2's array (which nghttp2 copies), on the stack when
   // short.
+  // Fields whose values change from call to call (a call's id and timeout) are sent without
+  // indexing: in HPACK's dynamic table each would only push out an entry that is reused.
   template <class Submit>
   static int32_t with_nv(const HeaderList& headers, Submit submit) {
     const auto to_nv = [](const HeaderList::Field& field) {
+      const bool once = field.first == "micro-id" || field.first == "micro-timeout";
       return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(field.first.data())),
                         reinterpret_cast<uint8_t*>(const_cast<char*>(field.second.data())),
-                        field.first.size(), field.second.size(), NGHTTP2_NV_FLAG_NONE};
+                        field.first.size(), field.second.size(),
+                        once ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE};
     };
     const auto& fields = headers.fields();
     constexpr size_t kOnStack = 32;
