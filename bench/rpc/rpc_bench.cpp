@@ -145,15 +145,15 @@ class MicroProto final : public UnaryContender {
   Payload request_;
 };
 
-// MicroProto over plaintext HTTP/2 on two connections (h2c = true, http2_connections = 2), the
-// wire gRPC uses. Its stacks run only for its own rows, so their idle threads are no part of
+// MicroProto over plaintext HTTP/2 (h2c = true; two connections, the default), the wire gRPC
+// uses. Its stacks run only for its own rows, so their idle threads are no part of
 // the other rows.
 class MicroH2cProto final : public UnaryContender {
  public:
   Summary run(int inflight, Clock::duration warmup, Clock::duration measure) override {
     Micro micro;
     std::string error;
-    if (!micro.start("h2c = true\nhttp2_connections = 2\n", error)) {
+    if (!micro.start("h2c = true\n", error)) {
       Summary failed;
       failed.errors = 1;
       failed.first_error = "micro h2c stack: " + error;

@@ -2,7 +2,8 @@
 // control. The wire contract is HTTP/1.1's (docs/rpc-wire.md, "HTTP/2"): one HTTP/2 stream per
 // exchange or per bidi stream; DATA carries the body or the stream frames; END_STREAM ends a
 // direction; RST_STREAM cancels. A server hands each HTTP/2 stream to on_accept as a socket; a
-// client keeps one HTTP/2 connection per address and multiplexes every dialed socket onto it.
+// client keeps http2_connections HTTP/2 connections per address and multiplexes every dialed
+// socket onto the one with the fewest.
 #pragma once
 
 #include <functional>

@@ -32,7 +32,7 @@ std::vector<OptionSpec> Settings::option_specs() {
       {"http2_connections", MICRO_OPTION_INT,
        "HTTP/2 connections a client opens per address (at its first dial); each dial goes on the "
        "one with the fewest sockets",
-       "1"},
+       "2"},
   };
   for (auto& spec : micro::tls::option_specs()) specs.push_back(std::move(spec));
   return specs;

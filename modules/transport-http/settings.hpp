@@ -38,7 +38,7 @@ struct Settings {
   // Plaintext HTTP/2 with prior knowledge (RFC 9113 3.3): dials open with the HTTP/2 preface,
   // and the listener tells HTTP/2 from HTTP/1.1 by a connection's first bytes.
   bool h2c = false;
-  int http2_connections = 1;  // HTTP/2 connections a client opens per address, all at once
+  int http2_connections = 2;  // HTTP/2 connections a client opens per address, all at once
 
   static std::vector<OptionSpec> option_specs();
   // Reads the options; throws micro::Exception (400) naming a bad one.

@@ -447,10 +447,8 @@ TEST_P(Rpc, RawCHandlersHeadersReachTheCallerWithTheLastOfARepeatedKey) {
 INSTANTIATE_TEST_SUITE_P(Carriers, Rpc,
                          ::testing::Values(Carrier{"http1", false, "", "", 100000},
                                            Carrier{"tls_h2", true, "", "h2", 20000},
-                                           // plaintext HTTP/2, spread over two connections
-                                           Carrier{"h2c", false,
-                                                   "h2c = true\nhttp2_connections = 2\n", "h2c",
-                                                   20000}),
+                                           // plaintext HTTP/2 (on two connections)
+                                           Carrier{"h2c", false, "h2c = true\n", "h2c", 20000}),
                          [](const ::testing::TestParamInfo<Carrier>& info) {
                            return std::string(info.param.name);
                          });

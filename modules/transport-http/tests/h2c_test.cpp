@@ -54,15 +54,17 @@ TEST(TransportHttpH2c, UnaryCallsAndStreamsSpeakPlaintextHttp2) {
   EXPECT_TRUE(end.ok() && !end.value) << end.error.to_string();
 }
 
-// Concurrent calls from a cold start go over exactly http2_connections connections, each
-// carrying a fair share (a dial goes on the connection with the fewest sockets).
+// Concurrent calls from a cold start go over exactly http2_connections connections (2 unless
+// set), each carrying a fair share (a dial goes on the connection with the fewest sockets).
 TEST(TransportHttpH2c, CallsSpreadOverTheConfiguredNumberOfConnections) {
   TransportStack server_side(kH2c);
   ASSERT_TRUE(server_side.stack);
-  for (int connections : {1, 3}) {
+  for (int connections : {0, 1, 3}) {  // 0: the option left out, so its default (2)
     SCOPED_TRACE(std::to_string(connections) + " connections");
-    TransportStack client_side(std::string(kH2c) +
-                               "http2_connections = " + std::to_string(connections) + "\n");
+    TransportStack client_side(
+        std::string(kH2c) +
+        (connections == 0 ? "" : "http2_connections = " + std::to_string(connections) + "\n"));
+    if (connections == 0) connections = 2;
     ASSERT_TRUE(client_side.stack);
     Collector<Seen> seen;
     TestServer server(server_side.transport, recording_echo(seen));
