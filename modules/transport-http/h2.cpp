@@ -33,12 +33,11 @@ class H2Connection;
 
 class H2ClientPool::Impl {
  public:
+  explicit Impl(int per_address) : per_address_(static_cast<size_t>(per_address)) {}
   // The usable connection to `address` with the fewest sockets on it, or null.
   std::shared_ptr<H2Connection> find(const std::string& address);
-  void put(const std::string& address, const std::shared_ptr<H2Connection>& conn) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!closed_) live_[address].push_back(conn);
-  }
+  // Pools `conn` unless the address has per_address usable connections already.
+  void put(const std::string& address, const std::shared_ptr<H2Connection>& conn);
   void remove(const std::string& address, const H2Connection* conn) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = live_.find(address);
@@ -83,6 +82,8 @@ class H2ClientPool::Impl {
   };
   std::shared_ptr<H2Connection> find_locked(const std::string& address);
 
+  const size_t per_address_;
+  size_t turn_ = 0;  // where find's next look starts (ties among connections go round)
   std::map<std::string, Connecting> connecting_;
   std::mutex mutex_;
   std::map<std::string, std::vector<std::weak_ptr<H2Connection>>> live_;
@@ -227,10 +228,7 @@ class H2Socket final : public SessionBase,
         stream_mode_(stream_mode),
         read_timeout_(read_timeout),
         timer_(conn_->strand) {}
-  ~H2Socket() override {
-    if (role_ == Role::client) conn_->add_user(-1);
-    conn_->rt.sessions.remove(this);
-  }
+  ~H2Socket() override { conn_->rt.sessions.remove(this); }
 
   // ---- the facade (any thread)
   // Once a stream is open (its first frame queued, nothing failed), a frame's send completes
@@ -349,6 +347,7 @@ class H2Socket final : public SessionBase,
     net::post(conn_->strand, [self = shared_from_this()] { self->cancel(self->closed_locally()); });
   }
   void release() override {
+    if (role_ == Role::client) conn_->add_user(-1);  // the user is done with it: at once
     frames_behind_ = false;
     inbox_on_ = false;
     completions_.shut_down(Error(499, where() + " closed: the socket was destroyed", kModule));
@@ -1342,49 +1341,76 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
 
 }  // namespace
 
+void H2ClientPool::Impl::put(const std::string& address,
+                             const std::shared_ptr<H2Connection>& conn) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closed_) return;
+  auto& conns = live_[address];
+  conns.erase(std::remove_if(conns.begin(), conns.end(),
+                             [](const std::weak_ptr<H2Connection>& weak) {
+                               auto live = weak.lock();
+                               return !live || !live->usable();
+                             }),
+              conns.end());
+  if (conns.size() < per_address_) conns.push_back(conn);
+}
+
 std::shared_ptr<H2Connection> H2ClientPool::Impl::find(const std::string& address) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // While the first connections are being set up, dials wait for all of them (so that a burst
+  // spreads over them), even once one is up.
+  if (connecting_.count(address) != 0) return nullptr;
   return find_locked(address);
 }
 
 std::shared_ptr<H2Connection> H2ClientPool::Impl::find_locked(const std::string& address) {
   auto it = live_.find(address);
   if (it == live_.end()) return nullptr;
-  std::shared_ptr<H2Connection> best;
   auto& conns = it->second;
+  std::vector<std::shared_ptr<H2Connection>> usable;
   for (auto c = conns.begin(); c != conns.end();) {
     auto conn = c->lock();
     if (!conn || !conn->usable()) {
       c = conns.erase(c);
       continue;
     }
-    if (!best || conn->users() < best->users()) best = std::move(conn);
+    usable.push_back(std::move(conn));
     ++c;
   }
-  if (conns.empty()) live_.erase(it);
+  if (usable.empty()) {
+    live_.erase(it);
+    return nullptr;
+  }
+  // The fewest sockets wins; ties go round in turn, so dials made one after another (each
+  // socket gone before the next dial) spread too.
+  const size_t first = turn_++ % usable.size();
+  std::shared_ptr<H2Connection> best;
+  for (size_t k = 0; k < usable.size(); ++k) {
+    auto& conn = usable[(first + k) % usable.size()];
+    if (!best || conn->users() < best->users()) best = conn;
+  }
   return best;
 }
 
 bool H2ClientPool::Impl::wait_for_connection(const std::string& address,
                                              H2ClientPool::Waiter& waiter, int attempts) {
   std::unique_lock<std::mutex> lock(mutex_);
-  // A first connection may have settled since the caller last looked for one: it is in live_
-  // before it leaves connecting_, so looking for it here, under the same lock, closes that gap.
+  if (auto it = connecting_.find(address); it != connecting_.end()) {
+    it->second.waiters.push_back(std::move(waiter));
+    return true;
+  }
+  // The first connections may have settled since the caller last looked for one: they are in
+  // live_ before they leave connecting_, so looking here, under the same lock, closes that gap.
   if (find_locked(address)) {
     lock.unlock();
     waiter();
     return true;
   }
-  auto it = connecting_.find(address);
-  if (it == connecting_.end()) {
-    connecting_[address].unsettled = attempts;
-    return false;
-  }
-  it->second.waiters.push_back(std::move(waiter));
-  return true;
+  connecting_[address].unsettled = attempts;
+  return false;
 }
 
-H2ClientPool::H2ClientPool() : impl_(std::make_unique<Impl>()) {}
+H2ClientPool::H2ClientPool(int per_address) : impl_(std::make_unique<Impl>(per_address)) {}
 H2ClientPool::~H2ClientPool() = default;
 void H2ClientPool::close() { impl_->close(); }
 bool H2ClientPool::closed() const { return impl_->closed(); }

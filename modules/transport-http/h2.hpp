@@ -56,7 +56,9 @@ void h2_feed_server(Runtime& runtime, std::string_view bytes);
 class H2ClientPool {
  public:
   class Impl;
-  H2ClientPool();
+  // Keeps at most `per_address` live connections to an address: one dialed past that (by dials
+  // that each dialed for themselves after the first attempts failed) serves its own socket only.
+  explicit H2ClientPool(int per_address);
   ~H2ClientPool();
   Impl& impl() { return *impl_; }
 

@@ -22,7 +22,7 @@ Runtime::Runtime(const Settings& s, const Logger& logger)
       log(logger),
       pool(ioc, s.pool_size, s.pool_idle),
       tls_pool(ioc, s.pool_size, s.pool_idle),
-      h2_pool(std::make_unique<H2ClientPool>()) {
+      h2_pool(std::make_unique<H2ClientPool>(s.http2_connections)) {
   if (s.tls.server()) tls_server = make_server_context(s);
   if (s.tls.client) tls_client = make_client_context(s, log);
 }

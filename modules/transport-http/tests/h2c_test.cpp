@@ -54,9 +54,11 @@ TEST(TransportHttpH2c, UnaryCallsAndStreamsSpeakPlaintextHttp2) {
   EXPECT_TRUE(end.ok() && !end.value) << end.error.to_string();
 }
 
-// Concurrent calls from a cold start go over exactly http2_connections connections (2 unless
-// set), each carrying a fair share (a dial goes on the connection with the fewest sockets).
-TEST(TransportHttpH2c, CallsSpreadOverTheConfiguredNumberOfConnections) {
+// Sockets dialed at once from a cold start go over exactly http2_connections connections (2
+// unless set), spread evenly: a dial goes on the connection with the fewest sockets. (Sockets
+// that come and go one at a time spread by latency instead: a slower connection keeps its
+// sockets longer and gets fewer.)
+TEST(TransportHttpH2c, SocketsSpreadEvenlyOverTheConfiguredNumberOfConnections) {
   TransportStack server_side(kH2c);
   ASSERT_TRUE(server_side.stack);
   for (int connections : {0, 1, 3}) {  // 0: the option left out, so its default (2)
@@ -68,25 +70,69 @@ TEST(TransportHttpH2c, CallsSpreadOverTheConfiguredNumberOfConnections) {
     ASSERT_TRUE(client_side.stack);
     Collector<Seen> seen;
     TestServer server(server_side.transport, recording_echo(seen));
-    constexpr int kCalls = 90;
-    std::vector<std::thread> callers;
-    Collector<micro::Result<Message>> results;
-    for (int i = 0; i < kCalls; ++i)
-      callers.emplace_back([&, i] {
-        results.push(call(client_side.transport, server.address(), std::to_string(i)));
+    constexpr int kSockets = 90;
+    std::vector<micro::Socket> sockets(kSockets);
+    std::vector<std::thread> dialers;
+    for (int i = 0; i < kSockets; ++i)
+      dialers.emplace_back([&, i] {
+        auto dialed = client_side.transport.dial(server.address());
+        if (dialed.ok()) sockets[i] = std::move(dialed.value);
       });
-    for (auto& t : callers) t.join();
-    for (const auto& result : results.snapshot()) {
-      ASSERT_TRUE(result.ok()) << result.error.to_string();
-      EXPECT_EQ(protocol_of(result.value), "h2c");
+    for (auto& t : dialers) t.join();
+    for (int i = 0; i < kSockets; ++i) {  // all of them alive while each makes a call
+      ASSERT_TRUE(sockets[i].valid()) << "dial " << i << " failed";
+      ASSERT_TRUE(sockets[i].send(request("/Echo.Call", std::to_string(i))).ok());
+      auto reply = sockets[i].recv();
+      ASSERT_TRUE(reply.ok() && reply.value) << reply.error.to_string();
+      EXPECT_EQ(protocol_of(*reply.value), "h2c");
     }
-    ASSERT_TRUE(seen.wait_for([&](auto& v) { return v.size() == kCalls; }));
+    ASSERT_TRUE(seen.wait_for([&](auto& v) { return v.size() == kSockets; }));
     std::map<std::string, int> per_connection;
     for (const auto& s : seen.snapshot()) ++per_connection[s.remote];
     ASSERT_EQ(per_connection.size(), static_cast<size_t>(connections));
-    for (const auto& [remote, count] : per_connection)
-      EXPECT_GE(count, kCalls / connections / 3) << remote << " carried " << count;
+    const int even = kSockets / connections;
+    for (const auto& [remote, count] : per_connection) {
+      EXPECT_GE(count, even * 3 / 4) << remote << " carried " << count;
+      EXPECT_LE(count, even * 5 / 4) << remote << " carried " << count;
+    }
   }
+}
+
+// Dials that wait for the first connections get those attempts' failure when nothing listens,
+// each promptly; once something does listen there, a new burst again shares the configured
+// connections.
+TEST(TransportHttpH2c, DialsWaitingForFailedFirstConnectionsFailCleanlyThenRecover) {
+  TransportStack server_side(kH2c);
+  TransportStack client_side(kH2c);
+  ASSERT_TRUE(server_side.stack && client_side.stack);
+  std::string address;
+  {
+    TestServer gone(server_side.transport, [](micro::Socket&) {});
+    address = gone.address();
+  }  // nothing listens there now
+  constexpr int kCalls = 20;
+  const auto burst = [&] {
+    std::vector<std::thread> callers;
+    Collector<micro::Result<Message>> results;
+    for (int i = 0; i < kCalls; ++i)
+      callers.emplace_back([&, i] { results.push(call(client_side.transport, address, std::to_string(i))); });
+    for (auto& t : callers) t.join();
+    return results.snapshot();
+  };
+  const auto start = std::chrono::steady_clock::now();
+  for (const auto& result : burst()) {
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.error.code(), 503) << result.error.to_string();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+
+  Collector<Seen> seen;
+  TestServer server(server_side.transport, recording_echo(seen), address);  // the same port
+  for (const auto& result : burst()) ASSERT_TRUE(result.ok()) << result.error.to_string();
+  ASSERT_TRUE(seen.wait_for([&](auto& v) { return v.size() == kCalls; }));
+  std::set<std::string> connections;
+  for (const auto& s : seen.snapshot()) connections.insert(s.remote);
+  EXPECT_EQ(connections.size(), 2u);
 }
 
 // An h2c listener still serves HTTP/1.1: micro's own clients without h2c, and curl both ways.

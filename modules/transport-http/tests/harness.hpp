@@ -50,9 +50,11 @@ class TestServer {
   // Called on a transport thread for each accepted socket, which the server keeps.
   using Serve = std::function<void(micro::Socket& socket)>;
 
-  TestServer(const micro::Transport& transport, Serve serve) : serve_(std::move(serve)) {
+  TestServer(const micro::Transport& transport, Serve serve,
+             const std::string& address = "127.0.0.1:0")
+      : serve_(std::move(serve)) {
     auto listener =
-        transport.listen("127.0.0.1:0", [this](const Error& error, micro::Socket socket) {
+        transport.listen(address, [this](const Error& error, micro::Socket socket) {
           if (!error.ok()) return;
           micro::Socket* kept = nullptr;
           {
