@@ -20,6 +20,7 @@
 #include "errors.hpp"
 #include "frame.hpp"
 #include "h2_head.hpp"
+#include "h2_memory.hpp"
 #include "socket.hpp"
 #include "wire.hpp"
 
@@ -201,6 +202,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
  private:
   DeliverSocket deliver_;
   net::steady_timer idle_timer_;
+  H2Memory memory_;  // nghttp2's, for session_ (which it outlives)
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, std::shared_ptr<H2Socket>> streams_;  // streams open on the wire
   std::array<uint8_t, 64 * 1024> read_buffer_{};
@@ -802,7 +804,8 @@ class H2Socket final : public SessionBase,
       return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(field.first.data())),
                         reinterpret_cast<uint8_t*>(const_cast<char*>(field.second.data())),
                         field.first.size(), field.second.size(),
-                        once ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE};
+                        static_cast<uint8_t>(once ? NGHTTP2_NV_FLAG_NO_INDEX
+                                                  : NGHTTP2_NV_FLAG_NONE)};
     };
     const auto& fields = headers.fields();
     constexpr size_t kOnStack = 32;
@@ -1126,8 +1129,8 @@ void H2Connection::start(bool reading) {
   nghttp2_option_new(&option);
   nghttp2_option_set_no_auto_window_update(option, 1);
   const int rv = role == Role::server
-                     ? nghttp2_session_server_new2(&session_, callbacks, this, option)
-                     : nghttp2_session_client_new2(&session_, callbacks, this, option);
+                     ? nghttp2_session_server_new3(&session_, callbacks, this, option, memory_.mem())
+                     : nghttp2_session_client_new3(&session_, callbacks, this, option, memory_.mem());
   nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) {
