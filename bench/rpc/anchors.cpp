@@ -30,6 +30,26 @@ using tcp = asio::ip::tcp;
 
 // ---- gRPC ----------------------------------------------------------------------------------
 
+// Echo.Chat on the server: each message read is written back, then the next is read (the
+// callback API allows one read and one write outstanding).
+class GrpcChat final : public grpc::ServerBidiReactor<Payload, Payload> {
+ public:
+  GrpcChat() { StartRead(&in_); }
+  void OnReadDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status::OK);  // the client's WritesDone
+    out_.set_data(in_.data());
+    StartWrite(&out_);
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+    StartRead(&in_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  Payload in_, out_;
+};
+
 class GrpcService final : public Echo::CallbackService {
   grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context, const Payload* request,
                                  Payload* response) override {
@@ -37,6 +57,9 @@ class GrpcService final : public Echo::CallbackService {
     auto* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
+  }
+  grpc::ServerBidiReactor<Payload, Payload>* Chat(grpc::CallbackServerContext*) override {
+    return new GrpcChat();
   }
 };
 
@@ -61,6 +84,7 @@ class GrpcEcho final : public UnaryContender {
   ~GrpcEcho() override {
     if (server_) server_->Shutdown();
   }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
   Summary run(int inflight, Clock::duration warmup, Clock::duration measure) override {
     struct Slot {
@@ -90,6 +114,38 @@ class GrpcEcho final : public UnaryContender {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<Echo::Stub> stub_;
   Payload request_;
+};
+
+// One Echo.Chat stream through gRPC's synchronous client (a writer thread and a reader thread on
+// one ClientReaderWriter, as gRPC allows) against the callback service above: a framework's
+// stream, for comparison with micro's (the Asio anchor below is bare sockets).
+class GrpcStream final : public StreamContender {
+ public:
+  explicit GrpcStream(std::shared_ptr<grpc::Channel> channel) : stub_(Echo::NewStub(channel)) {}
+  StreamSummary run(Clock::duration warmup, Clock::duration measure) override {
+    grpc::ClientContext context;
+    auto stream = stub_->Chat(&context);
+    Payload out, in;
+    out.set_data(payload64());
+    StreamSummary summary = drive_stream(
+        warmup, measure,
+        [&]() -> std::string { return stream->Write(out) ? std::string() : "write failed"; },
+        [&] { stream->WritesDone(); },
+        [&](std::string& error) -> int {
+          if (!stream->Read(&in)) return 0;
+          if (in.data().size() != 64) {
+            error = "wrong echo";
+            return 0;
+          }
+          return 1;
+        });
+    const grpc::Status status = stream->Finish();
+    if (!status.ok() && summary.error.empty()) summary.error = status.error_message();
+    return summary;
+  }
+
+ private:
+  std::unique_ptr<Echo::Stub> stub_;
 };
 
 // ---- Asio plumbing -------------------------------------------------------------------------
@@ -446,6 +502,10 @@ std::unique_ptr<UnaryContender> make_grpc_echo(std::string& error) {
   auto out = std::make_unique<GrpcEcho>();
   if (!out->start(error)) return nullptr;
   return out;
+}
+
+std::unique_ptr<StreamContender> make_grpc_stream(const UnaryContender& grpc_echo) {
+  return std::make_unique<GrpcStream>(static_cast<const GrpcEcho&>(grpc_echo).channel());
 }
 
 std::unique_ptr<UnaryContender> make_beast_echo(std::string&) {

@@ -26,6 +26,8 @@ class StreamContender {
 
 // Anchor (a): gRPC C++ callback service, callback client on one channel.
 std::unique_ptr<UnaryContender> make_grpc_echo(std::string& error);
+// One Echo.Chat stream on make_grpc_echo's server and channel (`grpc_echo` is what it made).
+std::unique_ptr<StreamContender> make_grpc_stream(const UnaryContender& grpc_echo);
 // Anchor (b): Beast HTTP/1.1 keep-alive echo, one connection per slot.
 std::unique_ptr<UnaryContender> make_beast_echo(std::string& error);
 // Stream anchor: bare Asio, 4-byte big-endian length + payload per message.

@@ -272,6 +272,7 @@ int main(int argc, char** argv) {
     std::cerr << "beast: " << error << "\n";
     return 1;
   }
+  auto grpc_stream = make_grpc_stream(*grpc);
   auto asio_stream = make_asio_stream_echo(error);
   if (!asio_stream) {
     std::cerr << "asio: " << error << "\n";
@@ -327,6 +328,16 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     failed = failed || ms.messages == 0;
   }
+  StreamSummary gs;
+  if (wanted("grpc stream", 1)) {
+    const double before = process_cpu_us();
+    gs = grpc_stream->run(warmup, measure);
+    std::printf("%-28s %14.0f %8.2f%s%s\n", "grpc stream (callback svc)", gs.msgs_per_s,
+                gs.messages ? (process_cpu_us() - before) / static_cast<double>(gs.messages) : 0.0,
+                gs.error.empty() ? "" : "  error: ", gs.error.c_str());
+    std::fflush(stdout);
+    failed = failed || gs.messages == 0;
+  }
   if (wanted("asio stream", 1)) {
     const double before = process_cpu_us();
     as = asio_stream->run(warmup, measure);
@@ -351,6 +362,8 @@ int main(int argc, char** argv) {
               p50_vs_beast_1, verdict(p50_vs_beast_1 <= 1.25).c_str());
   std::printf("  stream messages/s / asio                              %7.2f   >= 0.80  %s\n",
               stream_vs_asio, verdict(stream_vs_asio >= 0.8).c_str());
+  std::printf("  stream messages/s / grpc stream                       %7.2f\n",
+              ms.msgs_per_s / gs.msgs_per_s);
   std::printf("  (json) qps at 32 in flight / grpc                     %7.2f\n",
               r("micro json", 32).qps / r("grpc callback", 32).qps);
   std::printf("  (json) qps at 32 in flight / beast                    %7.2f\n",
