@@ -18,7 +18,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class Cluster : public ::testing::Test {
+// The [transport] table of the servers and of the client: plaintext HTTP/1.1 (the default), or
+// plaintext HTTP/2 (h2c), where a killed server takes its two HTTP/2 connections with it.
+std::string transport_table(const std::string& carrier) {
+  return carrier == "h2c" ? "[transport]\nh2c = true\n" : "";
+}
+
+class Cluster : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/micro-cluster-XXXXXX";
@@ -28,11 +34,11 @@ class Cluster : public ::testing::Test {
     std::ofstream(config_) << "[service]\nname = \"greeter\"\naddress = \"127.0.0.1:0\"\n"
                               "[registry]\nmodule = \"registry-file\"\npath = \"" + dir_ +
                                   "/registry\"\n[handler]\nmodule = \"handler-greeter\"\n"
-                                  "[log]\nlevel = \"warn\"\n";
+                                  "[log]\nlevel = \"warn\"\n" + transport_table(GetParam());
     client_stack_ = micro::testing::require_stack(
         "[registry]\nmodule = \"registry-file\"\npath = \"" + dir_ + "/registry\"\n"
         "[selector]\nmodule = \"selector-default\"\nstrategy = \"round_robin\"\n"
-        "blacklist_ms = 60000\n",
+        "blacklist_ms = 60000\n" + transport_table(GetParam()),
         {MICRO_KIND_CLIENT});
     ASSERT_NE(client_stack_, nullptr);
     client_ = micro::Client(client_stack_->client());
@@ -92,7 +98,7 @@ class Cluster : public ::testing::Test {
   micro::Client client_;
 };
 
-TEST_F(Cluster, RoundRobinSpreadsCallsEvenlyOverThreeServers) {
+TEST_P(Cluster, RoundRobinSpreadsCallsEvenlyOverThreeServers) {
   for (int i = 0; i < 3; ++i) start_server();
   ASSERT_TRUE(wait_for_nodes(3));
   std::map<std::string, int> by_node;
@@ -101,6 +107,9 @@ TEST_F(Cluster, RoundRobinSpreadsCallsEvenlyOverThreeServers) {
     auto r = hello("n" + std::to_string(i), false);
     ASSERT_TRUE(r.ok()) << r.error.to_string() << " at call " << i;
     ASSERT_EQ(r.value.body, R"({"msg":"Hello n)" + std::to_string(i) + R"("})");
+    if (i == 0) {  // the carrier asked for is the one used (plaintext HTTP/1.1 names none)
+      EXPECT_EQ(r.value.header["micro-transport-protocol"], GetParam() == "h2c" ? "h2c" : "");
+    }
     ++by_node[r.value.header["micro-node"]];
   }
   ASSERT_EQ(by_node.size(), 3u);
@@ -109,7 +118,7 @@ TEST_F(Cluster, RoundRobinSpreadsCallsEvenlyOverThreeServers) {
   }
 }
 
-TEST_F(Cluster, KilledServerCostsNoIdempotentCall) {
+TEST_P(Cluster, KilledServerCostsNoIdempotentCall) {
   for (int i = 0; i < 3; ++i) start_server();
   ASSERT_TRUE(wait_for_nodes(3));
   int failures = 0;
@@ -132,7 +141,7 @@ TEST_F(Cluster, KilledServerCostsNoIdempotentCall) {
   EXPECT_EQ(by_node.size(), 2u) << "after the kill, the two live servers answer";
 }
 
-TEST_F(Cluster, StoppedServerDeregistersAndIsNoLongerCalled) {
+TEST_P(Cluster, StoppedServerDeregistersAndIsNoLongerCalled) {
   start_server();
   const pid_t second = start_server();
   ASSERT_TRUE(wait_for_nodes(2));
@@ -149,5 +158,10 @@ TEST_F(Cluster, StoppedServerDeregistersAndIsNoLongerCalled) {
   EXPECT_EQ(nodes, 1u);
   for (int i = 0; i < 100; ++i) EXPECT_TRUE(hello("s", false).ok()) << i;
 }
+
+INSTANTIATE_TEST_SUITE_P(Carriers, Cluster, ::testing::Values("http1", "h2c"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
