@@ -1,7 +1,7 @@
 // Who may call a user's callback, and when. A socket's pending completions are each called once,
 // by whichever comes first: the operation finishing (on the connection's strand) or close/destroy
-// (on the caller's thread). After shut_down() returns no callback runs and none is running, except
-// on the calling thread itself; that is how a socket or listener keeps "no callback after
+// (on the caller's thread). After shut_down_with() returns no callback runs and none is running,
+// except on the calling thread itself; that is how a socket or listener keeps "no callback after
 // destroy returns" without waiting for its strand (so destroying one socket from another's
 // callback, on a transport thread, cannot deadlock).
 #pragma once
@@ -157,6 +157,12 @@ class Completions : private CallbackGate {
 
   // From now on every operation fails; those pending complete with `reason`, here.
   void cancel_all(const Error& reason) {
+    cancel_all_with([&] { return reason; });
+  }
+  // The same with the error made by `reason()`, only when an operation is pending (a socket
+  // released with nothing pending, as most are, builds no error).
+  template <class Reason>
+  void cancel_all_with(Reason reason) {
     RecvSlot recv;
     DoneSlot send, close_send;
     {
@@ -169,15 +175,17 @@ class Completions : private CallbackGate {
     }
     if (!recv && !send && !close_send) return;
     call([&] {
-      if (recv) recv(reason, std::nullopt);
-      if (send) send(reason);
-      if (close_send) close_send(reason);
+      const Error error = reason();
+      if (recv) recv(error, std::nullopt);
+      if (send) send(error);
+      if (close_send) close_send(error);
     });
   }
 
-  // cancel_all, then waits for callbacks running on other threads.
-  void shut_down(const Error& reason) {
-    cancel_all(reason);
+  // cancel_all_with, then waits for callbacks running on other threads.
+  template <class Reason>
+  void shut_down_with(Reason reason) {
+    cancel_all_with(reason);
     std::unique_lock<std::mutex> lock(mutex_);
     wait_idle(lock);
   }

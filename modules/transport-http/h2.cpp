@@ -352,7 +352,8 @@ class H2Socket final : public SessionBase,
     if (role_ == Role::client) conn_->add_user(-1);  // the user is done with it: at once
     frames_behind_ = false;
     inbox_on_ = false;
-    completions_.shut_down(Error(499, where() + " closed: the socket was destroyed", kModule));
+    completions_.shut_down_with(
+        [this] { return Error(499, where() + " closed: the socket was destroyed", kModule); });
     net::post(conn_->strand, [self = shared_from_this()] { self->on_released(); });
   }
   void abort() override {

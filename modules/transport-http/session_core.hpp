@@ -153,7 +153,8 @@ class SessionCore : public SessionBase,
   }
   void release() override {
     shut_buffers();
-    completions_.shut_down(Error(499, peer_ + " closed: the socket was destroyed", kModule));
+    completions_.shut_down_with(
+        [this] { return Error(499, peer_ + " closed: the socket was destroyed", kModule); });
     auto self = this->shared_from_this();
     // A client connection on its way to the pool is handed over before destroy returns (so the
     // next dial finds it), unless this is a transport thread, which must never wait on a strand.
