@@ -52,7 +52,7 @@ class Handler final : public EchoHandler {
 class Micro {
  public:
   // MICRO_BENCH_TRANSPORT: more [transport] lines (TOML), e.g. TLS files and http2, to measure
-  // other carriers with the same rows.
+  // other carriers with the same rows; `threads = N` there replaces the bench's 1.
   static std::string transport_extra() {
     const char* extra = std::getenv("MICRO_BENCH_TRANSPORT");
     return extra != nullptr ? std::string(extra) + "\n" : std::string();
@@ -67,7 +67,10 @@ class Micro {
     }
     dir_ = scratch;
     const std::string common = "[registry]\nmodule = \"registry-file\"\npath = \"" + dir_ +
-                               "\"\n[transport]\nthreads = 1\n" + transport +
+                               "\"\n[transport]\n" +
+                               (transport.find("threads") == std::string::npos ? "threads = 1\n"
+                                                                                : "") +
+                               transport +
                                "[log]\nlevel = \"warn\"\n";
     if (!build("[service]\nname = \"bench\"\n" + common, {MICRO_KIND_SERVICE}, server_stack_,
                error))

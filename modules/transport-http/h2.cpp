@@ -183,6 +183,7 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
     return it == streams_.end() ? nullptr : it->second.get();
   }
   void read();
+  bool tls_input_buffered();
   void write_out();
   void arm_idle();
   void stop_pooling();
@@ -210,6 +211,8 @@ class H2Connection final : public Abortable, public std::enable_shared_from_this
   bool writing_ = false;
   bool flush_posted_ = false;
   bool received_any_ = false;
+  bool draining_ = false;        // TLS input is buffered beyond the record being handled
+  bool flush_deferred_ = false;  // a flush waits for it
   bool in_nghttp2_ = false;  // inside nghttp2_session_mem_recv/mem_send (and so its callbacks)
   bool closed_ = false;
   Error close_reason_;
@@ -1170,9 +1173,29 @@ void H2Connection::read() {
           if (clean) rt.log.trace("HTTP/2 ", peer, " closed by the peer");
           return fail(io_error(ec, peer, "reading HTTP/2 frames", rt.settings.idle_timeout));
         }
+        // Over TLS a read returns one record. While more is already buffered (the peer wrote
+        // records back to back), what the handlers queue waits for it: else each record's
+        // answers would go out in a write (and a record) of their own, and a peer that answers
+        // likewise would keep both sides at one stream per write.
+        draining_ = tls_input_buffered();
         receive(read_buffer_.data(), n);
+        if (!draining_ && flush_deferred_) {
+          flush_deferred_ = false;
+          flush();
+        }
         if (!closed_) read();
       }); });
+}
+
+bool H2Connection::tls_input_buffered() {
+  return on_wire([](auto& c) {
+    if constexpr (kIsTls<std::decay_t<decltype(c.stream)>>) {
+      SSL* ssl = c.stream.native_handle();
+      return SSL_pending(ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0;
+    } else {
+      return false;
+    }
+  });
 }
 
 void H2Connection::receive(const uint8_t* data, size_t size) {
@@ -1200,6 +1223,10 @@ void H2Connection::receive(const uint8_t* data, size_t size) {
 // same write, so a busy connection makes one write and one TLS record for many streams.
 void H2Connection::flush() {
   if (flush_posted_ || writing_ || closed_ || session_ == nullptr) return;
+  if (draining_) {  // the read loop flushes once the buffered input is taken (see read)
+    flush_deferred_ = true;
+    return;
+  }
   flush_posted_ = true;
   net::post(strand, [self = shared_from_this(), this] {
     flush_posted_ = false;
