@@ -320,35 +320,24 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("\n%-28s %14s %8s\n", "one bidi stream", "messages/s", "cpu us");
-  StreamSummary ms, as;
   std::printf("  (cpu us/msg: process CPU over the run / messages counted in the window)\n");
-  if (wanted("micro stream", 1)) {
+  // One stream row: runs `contender` when `filter` is wanted, prints it as `label`.
+  const auto stream_row = [&](const char* filter, const char* label, StreamContender& contender) {
+    StreamSummary out;
+    if (!wanted(filter, 1)) return out;
     const double before = process_cpu_us();
-    ms = micro_stream.run(warmup, measure);
-    std::printf("%-28s %14.0f %8.2f%s%s\n", "micro stream (proto)", ms.msgs_per_s,
-                ms.messages ? (process_cpu_us() - before) / static_cast<double>(ms.messages) : 0.0,
-                ms.error.empty() ? "" : "  error: ", ms.error.c_str());
+    out = contender.run(warmup, measure);
+    std::printf("%-28s %14.0f %8.2f%s%s\n", label, out.msgs_per_s,
+                out.messages ? (process_cpu_us() - before) / static_cast<double>(out.messages)
+                             : 0.0,
+                out.error.empty() ? "" : "  error: ", out.error.c_str());
     std::fflush(stdout);
-    failed = failed || ms.messages == 0;
-  }
-  StreamSummary gs;
-  if (wanted("grpc stream", 1)) {
-    const double before = process_cpu_us();
-    gs = grpc_stream->run(warmup, measure);
-    std::printf("%-28s %14.0f %8.2f%s%s\n", "grpc stream (callback svc)", gs.msgs_per_s,
-                gs.messages ? (process_cpu_us() - before) / static_cast<double>(gs.messages) : 0.0,
-                gs.error.empty() ? "" : "  error: ", gs.error.c_str());
-    std::fflush(stdout);
-    failed = failed || gs.messages == 0;
-  }
-  if (wanted("asio stream", 1)) {
-    const double before = process_cpu_us();
-    as = asio_stream->run(warmup, measure);
-    std::printf("%-28s %14.0f %8.2f%s%s\n", "asio stream (length-prefixed)", as.msgs_per_s,
-                as.messages ? (process_cpu_us() - before) / static_cast<double>(as.messages) : 0.0,
-                as.error.empty() ? "" : "  error: ", as.error.c_str());
-    failed = failed || as.messages == 0;
-  }
+    failed = failed || out.messages == 0;
+    return out;
+  };
+  const StreamSummary ms = stream_row("micro stream", "micro stream (proto)", micro_stream);
+  const StreamSummary gs = stream_row("grpc stream", "grpc stream (callback svc)", *grpc_stream);
+  const StreamSummary as = stream_row("asio stream", "asio stream (length-prefixed)", *asio_stream);
   if (!all) return failed ? 1 : 0;
 
   auto r = [&](const char* n, int i) { return results[{n, i}]; };

@@ -348,8 +348,7 @@ TEST(BrokerNatsOptions, MistakesAreReportedBeforeAnythingStarts) {
     auto built = micro::testing::build_stack("[broker]\nmodule = \"broker-nats\"\n" + c.options,
                                              {MICRO_KIND_BROKER});
     EXPECT_EQ(built.stack, nullptr) << c.options;
-    std::string all;
-    for (const auto& e : built.errors) all += e + "\n";
+    const std::string all = micro::testing::errors_of(built);
     EXPECT_NE(all.find(c.says), std::string::npos) << c.options << " gave: " << all;
   }
   // address alone, in host:port form, is accepted.

@@ -207,8 +207,7 @@ TEST(RegistryEtcd, AnHttpsAddressIsRefusedByName) {
       "[registry]\nmodule = \"registry-etcd\"\naddress = [\"https://127.0.0.1:2379\"]\n",
       {MICRO_KIND_REGISTRY});
   EXPECT_EQ(built.stack, nullptr);
-  std::string all;
-  for (const auto& e : built.errors) all += e + "\n";
+  const std::string all = micro::testing::errors_of(built);
   EXPECT_NE(all.find("https://127.0.0.1:2379"), std::string::npos) << all;
 }
 

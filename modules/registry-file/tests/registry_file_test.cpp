@@ -462,8 +462,7 @@ TEST_F(RegistryFileTest, BadOptionIsReportedByName) {
       "[registry]\nmodule = \"registry-file\"\npath = \"" + dir_ + "\"\npoll_ms = 1\n",
       {MICRO_KIND_REGISTRY});
   ASSERT_FALSE(built.ok());
-  std::string all;
-  for (const auto& e : built.errors) all += e + "\n";
+  const std::string all = micro::testing::errors_of(built);
   EXPECT_NE(all.find("poll_ms"), std::string::npos) << all;
 }
 

@@ -189,8 +189,7 @@ TEST(TransportHttpH2c, H2cBesideTlsIsRefusedNamingTheOption) {
       "[transport]\nmodule = \"transport-http\"\nh2c = true\ntls = true\n",
       {MICRO_KIND_TRANSPORT});
   ASSERT_FALSE(built.ok());
-  std::string all;
-  for (const auto& e : built.errors) all += e + "\n";
+  const std::string all = micro::testing::errors_of(built);
   EXPECT_NE(all.find("h2c"), std::string::npos) << all;
   EXPECT_NE(all.find("TLS"), std::string::npos) << all;
 }

@@ -187,8 +187,7 @@ TEST(TransportHttpTls, BadCertificateFilesAreRefusedNamingTheOption) {
                                                server_options(certs, true, certs.dir + "/nope.pem"),
                                            {MICRO_KIND_TRANSPORT});
   ASSERT_FALSE(built.ok());
-  std::string all;
-  for (const auto& e : built.errors) all += e + "\n";
+  const std::string all = micro::testing::errors_of(built);
   EXPECT_NE(all.find("tls_cert"), std::string::npos) << all;
   EXPECT_NE(all.find("nope.pem"), std::string::npos) << all;
 }

@@ -560,8 +560,7 @@ TEST(TransportHttpUnary, OptionsOutOfRangeAreRefusedNamingTheOption) {
   auto built = micro::testing::build_stack(
       "[transport]\nmodule = \"transport-http\"\nthreads = 0\n", {MICRO_KIND_TRANSPORT});
   ASSERT_FALSE(built.ok());
-  std::string all;
-  for (const auto& e : built.errors) all += e + "\n";
+  const std::string all = micro::testing::errors_of(built);
   EXPECT_NE(all.find("threads"), std::string::npos) << all;
 }
 

@@ -34,6 +34,13 @@ inline micro::host::Stack::BuildResult build_stack(const std::string& tables,
   return micro::host::Stack::build(parsed.config, loader, kinds);
 }
 
+// Every error of a build, a line each ("" when it built): what a refused config says.
+inline std::string errors_of(const micro::host::Stack::BuildResult& built) {
+  std::string all;
+  for (const auto& e : built.errors) all += e + "\n";
+  return all;
+}
+
 // build_stack, failing the current test with every error when it does not build.
 inline std::unique_ptr<micro::host::Stack> require_stack(const std::string& tables,
                                                          const std::vector<micro_kind_t>& kinds,
