@@ -1372,17 +1372,22 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
 
 }  // namespace
 
-void H2ClientPool::Impl::put(const std::string& address,
-                             const std::shared_ptr<H2Connection>& conn) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (closed_) return;
-  auto& conns = live_[address];
+// Forgets the connections that are gone or no longer take new streams.
+static void prune(std::vector<std::weak_ptr<H2Connection>>& conns) {
   conns.erase(std::remove_if(conns.begin(), conns.end(),
                              [](const std::weak_ptr<H2Connection>& weak) {
                                auto live = weak.lock();
                                return !live || !live->usable();
                              }),
               conns.end());
+}
+
+void H2ClientPool::Impl::put(const std::string& address,
+                             const std::shared_ptr<H2Connection>& conn) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closed_) return;
+  auto& conns = live_[address];
+  prune(conns);
   if (conns.size() < per_address_) conns.push_back(conn);
 }
 
@@ -1398,27 +1403,19 @@ std::shared_ptr<H2Connection> H2ClientPool::Impl::find_locked(const std::string&
   auto it = live_.find(address);
   if (it == live_.end()) return nullptr;
   auto& conns = it->second;
-  std::vector<std::shared_ptr<H2Connection>> usable;
-  for (auto c = conns.begin(); c != conns.end();) {
-    auto conn = c->lock();
-    if (!conn || !conn->usable()) {
-      c = conns.erase(c);
-      continue;
-    }
-    usable.push_back(std::move(conn));
-    ++c;
-  }
-  if (usable.empty()) {
+  prune(conns);
+  if (conns.empty()) {
     live_.erase(it);
     return nullptr;
   }
   // The fewest sockets wins; ties go round in turn, so dials made one after another (each
-  // socket gone before the next dial) spread too.
-  const size_t first = turn_++ % usable.size();
+  // socket gone before the next dial) spread too. (A connection that went away since the prune
+  // is skipped; a dial that finds none dials.)
+  const size_t first = turn_++ % conns.size();
   std::shared_ptr<H2Connection> best;
-  for (size_t k = 0; k < usable.size(); ++k) {
-    auto& conn = usable[(first + k) % usable.size()];
-    if (!best || conn->users() < best->users()) best = conn;
+  for (size_t k = 0; k < conns.size(); ++k) {
+    auto conn = conns[(first + k) % conns.size()].lock();
+    if (conn && (!best || conn->users() < best->users())) best = std::move(conn);
   }
   return best;
 }
